@@ -1,0 +1,42 @@
+//! Code every Arena component links, so each area answers in the same shape.
+//!
+//! | Module | What it gives a handler |
+//! |---|---|
+//! | [`problem`] | [`Problem`], the one error type: RFC 9457 `application/problem+json` |
+//! | [`request`] | the request id and path of the request being served |
+//! | [`response`] | [`json`], a JSON response with any status |
+//!
+//! A handler returns `Result<http::Response<String>, Problem>`; both sides convert
+//! into a Spin response, so `?` and early returns read naturally:
+//!
+//! ```no_run
+//! use arena_common::{json, Problem};
+//! use http::StatusCode;
+//! use spin_sdk::http::Request;
+//!
+//! fn retrieve(req: &Request, name: &str) -> Result<http::Response<String>, Problem> {
+//!     if name != "ada" {
+//!         return Err(Problem::not_found(format!("no agent named {name:?}")).for_request(req));
+//!     }
+//!     json(StatusCode::OK, &serde_json::json!({ "name": name }))
+//! }
+//! ```
+//!
+//! [`openapi()`] documents what this crate contributes to every component's API
+//! description: the `Problem` schema and one reusable response per error code.
+
+pub mod problem;
+pub mod request;
+pub mod response;
+
+pub use problem::{FieldError, Problem, ProblemCode};
+pub use response::json;
+
+/// The OpenAPI parts shared by every area: the `Problem` schemas and the reusable
+/// problem responses (`#/components/responses/NotFound`, ...).
+///
+/// Components refer to these by name (see [`problem::responses`]); the meta component
+/// merges this document once into the published one, so they are described once.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    problem::responses::openapi()
+}

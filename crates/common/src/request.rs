@@ -1,0 +1,66 @@
+//! What a handler needs to know about the request it is answering, beyond its body.
+//!
+//! Generic over the body type: spin-sdk's `Request` is an
+//! `http::Request<IncomingRequestBody>`, and tests use `http::Request<()>`.
+
+/// The header that carries the request id. The host sets it on every request (taking
+/// the caller's when well formed) and echoes it on the response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request id, if the request has one that is valid text.
+pub fn request_id<B>(req: &http::Request<B>) -> Option<&str> {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty())
+}
+
+/// The request path, without the query: what a problem's `instance` names. The query
+/// is left out because it can hold things that do not belong in an error report.
+pub fn path<B>(req: &http::Request<B>) -> &str {
+    match req.uri().path() {
+        "" => "/",
+        path => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str, id: Option<&[u8]>) -> http::Request<()> {
+        let mut builder = http::Request::builder().uri(uri);
+        if let Some(id) = id {
+            builder = builder.header(REQUEST_ID_HEADER, id);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn request_id_is_read_from_the_header() {
+        let req = request("/v1/health", Some(b"0191f0c4-9a00-7000-8000-000000000001"));
+        assert_eq!(
+            request_id(&req),
+            Some("0191f0c4-9a00-7000-8000-000000000001")
+        );
+    }
+
+    #[test]
+    fn missing_empty_or_non_text_request_ids_are_none() {
+        assert_eq!(request_id(&request("/", None)), None);
+        assert_eq!(request_id(&request("/", Some(b""))), None);
+        assert_eq!(request_id(&request("/", Some(b"caf\xe9"))), None);
+    }
+
+    #[test]
+    fn path_leaves_out_scheme_authority_and_query() {
+        let req = request("http://localhost:3000/v1/agents?limit=5&cursor=x", None);
+        assert_eq!(path(&req), "/v1/agents");
+    }
+
+    #[test]
+    fn path_of_an_authority_only_uri_is_the_root() {
+        let req = request("http://localhost:3000", None);
+        assert_eq!(path(&req), "/");
+    }
+}

@@ -1,0 +1,219 @@
+//! `arena up`: validates everything, loads every component, then listens.
+//!
+//! All configuration errors surface before the socket is bound, so a broken
+//! deployment fails at start rather than on its first request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::manifest::{App, Route};
+use crate::routes::Router;
+use crate::runtime::{CompileCache, Limits, Runtime};
+use crate::server::{self, Application};
+
+/// Spin's default address.
+const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+
+#[derive(clap::Args)]
+pub struct Up {
+    /// Address to listen on (port 0 picks a free port; the log says which).
+    #[arg(long, env = "ARENA_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+
+    /// The application manifest.
+    #[arg(long, short = 'f', env = "ARENA_MANIFEST", default_value = "spin.toml")]
+    manifest: PathBuf,
+
+    /// Spin runtime configuration file.
+    #[arg(long, env = "ARENA_RUNTIME_CONFIG")]
+    runtime_config: Option<PathBuf>,
+
+    /// Run `arena build` first.
+    #[arg(long)]
+    build: bool,
+
+    /// Where compiled components are cached [default: $XDG_CACHE_HOME/arena or ~/.cache/arena].
+    #[arg(long, env = "ARENA_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Time a component has to start its response.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+
+    /// Time a component has to finish streaming its response body.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    response_timeout: Duration,
+
+    /// Requests handled at once (each in its own instance); more wait their turn.
+    #[arg(long, default_value_t = 256)]
+    max_concurrent_requests: u32,
+
+    /// Largest linear memory one instance may use, in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory_limit_mib: usize,
+
+    /// Largest request body accepted, in MiB (a larger Content-Length gets 413).
+    #[arg(long, default_value_t = 32)]
+    max_request_body_mib: u64,
+}
+
+impl Up {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let app = App::load(&self.manifest)?;
+        let application = &app.manifest.application;
+        tracing::info!(
+            application = %application.name,
+            version = application.version.as_deref().unwrap_or("-"),
+            manifest = %self.manifest.display(),
+            "starting"
+        );
+        if self.build {
+            super::build::build(&app, &[]).await?;
+        }
+        if let Some(path) = &self.runtime_config {
+            check_runtime_config(path)?;
+        }
+        if self.max_concurrent_requests == 0 {
+            bail!("--max-concurrent-requests must be at least 1");
+        }
+
+        let runtime = Runtime::new(Limits {
+            request_timeout: self.request_timeout,
+            response_timeout: self.response_timeout,
+            memory_bytes: self.memory_limit_mib << 20,
+            // One extra instance per request in flight covers an instance
+            // still draining its body while the next request starts.
+            max_instances: self.max_concurrent_requests * 2,
+        })?;
+        let cache = CompileCache::new(self.cache_dir.clone().unwrap_or_else(default_cache_dir));
+        let components = load_components(&app, &runtime, &cache).await?;
+
+        let routes = app
+            .manifest
+            .trigger
+            .http
+            .iter()
+            .filter_map(|trigger| match &trigger.route {
+                Route::Path(route) => Some((route.as_str(), trigger.component.as_str())),
+                Route::Private(_) => None,
+            });
+        let (router, duplicates) = Router::build(app.base(), routes);
+        for duplicate in duplicates {
+            tracing::warn!(
+                route = %duplicate.route,
+                "route given twice: `{}` replaces `{}`",
+                duplicate.by,
+                duplicate.replaced
+            );
+        }
+
+        let listener = TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", self.listen))?;
+        let address = listener.local_addr()?;
+        for (route, component) in router.routes() {
+            tracing::info!(%route, %component, "route");
+        }
+        tracing::info!(address = %address, url = %format!("http://{address}"), "listening");
+
+        let application = Arc::new(Application {
+            router,
+            components,
+            requests: Semaphore::new(self.max_concurrent_requests as usize),
+            max_request_body: self.max_request_body_mib << 20,
+        });
+        server::serve(listener, application, shutdown_signal()).await?;
+        drop(runtime);
+        Ok(())
+    }
+}
+
+/// Compiles every component on the blocking pool, in parallel, and checks
+/// each can run here.
+async fn load_components(
+    app: &App,
+    runtime: &Runtime,
+    cache: &CompileCache,
+) -> anyhow::Result<HashMap<String, crate::runtime::ComponentHandler>> {
+    let started = Instant::now();
+    let loaded = std::thread::scope(|scope| {
+        let tasks: Vec<_> = app
+            .manifest
+            .component
+            .keys()
+            .map(|name| {
+                scope.spawn(move || {
+                    let path = app.source_path(name)?;
+                    if !path.exists() {
+                        bail!(
+                            "component `{name}`: `{}` does not exist (run `arena build`, or `arena up --build`)",
+                            path.display()
+                        );
+                    }
+                    let component_started = Instant::now();
+                    let environment = app.manifest.component[name]
+                        .environment
+                        .iter()
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect();
+                    let (handler, origin) = runtime.load(name, &path, environment, cache)?;
+                    tracing::info!(
+                        component = %name,
+                        origin = ?origin,
+                        ms = component_started.elapsed().as_millis() as u64,
+                        "component ready"
+                    );
+                    Ok((name.clone(), handler))
+                })
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .map(|task| task.join().expect("component loading panicked"))
+            .collect::<anyhow::Result<HashMap<_, _>>>()
+    })?;
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        count = loaded.len(),
+        "components ready"
+    );
+    Ok(loaded)
+}
+
+/// The runtime configuration must at least be valid TOML; the sections this
+/// host reads arrive with the data-plane work.
+fn check_runtime_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read runtime config `{}`", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("invalid runtime config `{}`", path.display()))?;
+    for section in table.keys() {
+        tracing::warn!(%section, "runtime config section not used by this host");
+    }
+    Ok(())
+}
+
+fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("arena")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,57 @@
+//! `arena`: runs Arena's `spin.toml` on Wasmtime, locally and in tests.
+//!
+//! ```text
+//! arena up     [--listen ADDR] [--manifest spin.toml] [--runtime-config FILE] [--build]
+//! arena build  [--manifest spin.toml] [COMPONENT ...]
+//! ```
+
+mod commands;
+mod logging;
+mod manifest;
+mod problem;
+mod request_id;
+mod routes;
+mod runtime;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "arena",
+    version,
+    about = "Runs the Arena backend (a Spin application) on Wasmtime"
+)]
+struct Cli {
+    /// Log format: `json` (one object per line), `text`, or `auto` (text on a terminal).
+    #[arg(long, global = true, env = "ARENA_LOG_FORMAT", default_value = "auto")]
+    log_format: logging::Format,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the application's HTTP triggers.
+    Up(commands::up::Up),
+    /// Run every component's `build.command`, like `spin build`.
+    Build(commands::build::Build),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(up) => up.run().await,
+            Command::Build(build) => build.run().await,
+        }
+    });
+    if let Err(error) = &result {
+        tracing::error!("{error:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
