@@ -45,6 +45,8 @@ pub struct Application {
     /// Bounds the requests in flight (and so the live instances).
     pub requests: Semaphore,
     pub max_request_body: u64,
+    /// The manifest's base path, for `spin-base-path`.
+    pub base: String,
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains in-flight
@@ -152,7 +154,8 @@ impl Application {
             .acquire()
             .await
             .map_err(|_closed| problem::shutting_down())?;
-        let request = guest_request(request, route, peer, request_id)?;
+        let request = guest_request(request, route, peer, request_id, &self.base)?;
+        let request = limit_body(request, self.max_request_body);
         let trace = RequestTrace::new(request_id);
         match handler.handle(trace.clone(), request).await {
             Ok(response) => Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync())),
@@ -201,6 +204,7 @@ fn guest_request(
     route: &RouteMatch<'_>,
     peer: SocketAddr,
     request_id: &str,
+    base: &str,
 ) -> Result<wasmtime_wasi_http::handler::Request, Problem> {
     let (mut parts, body) = request.into_parts();
     let authority = parts
@@ -234,7 +238,7 @@ fn guest_request(
     set(spin_headers::MATCHED_ROUTE, route.route);
     set(spin_headers::COMPONENT_ROUTE, route.component_route);
     set(spin_headers::RAW_COMPONENT_ROUTE, route.route);
-    set(spin_headers::BASE_PATH, "/");
+    set(spin_headers::BASE_PATH, base);
     set(spin_headers::CLIENT_ADDR, &peer.to_string());
     for (name, value) in &route.params {
         set(&format!("{}{name}", spin_headers::PATH_MATCH_PREFIX), value);
@@ -243,6 +247,22 @@ fn guest_request(
 
     let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
     Ok(Request::from_parts(parts, body))
+}
+
+/// Cuts a body without `Content-Length` (chunked) off at `limit` bytes: the
+/// component sees a body error instead of the host buffering without bound.
+fn limit_body(
+    request: wasmtime_wasi_http::handler::Request,
+    limit: u64,
+) -> wasmtime_wasi_http::handler::Request {
+    request.map(|body| {
+        http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+            .map_err(move |error| match error.downcast::<wasmtime_wasi_http::Error>() {
+                Ok(inner) => *inner,
+                Err(_over_limit) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
+            })
+            .boxed_unsync()
+    })
 }
 
 /// Maps a failed component call to what the client is told. Details stay in

@@ -128,6 +128,7 @@ impl Up {
             components,
             requests: Semaphore::new(self.max_concurrent_requests as usize),
             max_request_body: self.max_request_body_mib << 20,
+            base: app.base().to_owned(),
         });
         server::serve(listener, application, shutdown_signal()).await?;
         drop(runtime);
