@@ -148,7 +148,9 @@ fn check_declared_length(headers: &http::HeaderMap, limit: usize) -> Result<(), 
 }
 
 fn too_large(limit: usize) -> Problem {
-    Problem::payload_too_large(format!("the request body is over the limit of {limit} bytes"))
+    Problem::payload_too_large(format!(
+        "the request body is over the limit of {limit} bytes"
+    ))
 }
 
 /// The whole body, refusing it as soon as it passes `limit` bytes, so a client that
@@ -214,13 +216,11 @@ fn json_problem(at: String, error: &serde_json::Error) -> Problem {
             Problem::validation_failed(format!("{field}: {message}"))
                 .with_field_error(field, message)
         }
-        Category::Syntax | Category::Eof | Category::Io => {
-            Problem::validation_failed(format!(
-                "the request body is not valid JSON: {message} at line {}, column {}",
-                error.line(),
-                error.column()
-            ))
-        }
+        Category::Syntax | Category::Eof | Category::Io => Problem::validation_failed(format!(
+            "the request body is not valid JSON: {message} at line {}, column {}",
+            error.line(),
+            error.column()
+        )),
     }
 }
 
@@ -248,12 +248,13 @@ fn quoted_name<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
 
 /// A path as `agents[2].model`; the root is the empty string.
 fn render(path: &Path) -> String {
-    path.iter().fold(String::new(), |at, segment| match segment {
-        Segment::Seq { index } => format!("{at}[{index}]"),
-        Segment::Map { key } => join(&at, key),
-        Segment::Enum { variant } => join(&at, variant),
-        Segment::Unknown => join(&at, "?"),
-    })
+    path.iter()
+        .fold(String::new(), |at, segment| match segment {
+            Segment::Seq { index } => format!("{at}[{index}]"),
+            Segment::Map { key } => join(&at, key),
+            Segment::Enum { variant } => join(&at, variant),
+            Segment::Unknown => join(&at, "?"),
+        })
 }
 
 /// serde_json's message without the " at line L column C" it appends.
@@ -296,18 +297,26 @@ mod tests {
             v.length("title", &self.title, 1..=20);
             for (i, seat) in self.agents.iter().enumerate() {
                 if let Some(temperature) = seat.temperature {
-                    v.range(format_args!("agents[{i}].temperature"), temperature, 0.0..=2.0);
+                    v.range(
+                        format_args!("agents[{i}].temperature"),
+                        temperature,
+                        0.0..=2.0,
+                    );
                 }
             }
         }
     }
 
     fn request(content_type: Option<&str>, body: &str) -> http::Request<Full<Bytes>> {
-        let mut builder = http::Request::builder().method("POST").uri("/v1/discussions");
+        let mut builder = http::Request::builder()
+            .method("POST")
+            .uri("/v1/discussions");
         if let Some(content_type) = content_type {
             builder = builder.header(CONTENT_TYPE, content_type);
         }
-        builder.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+        builder
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap()
     }
 
     fn read(content_type: Option<&str>, body: &str) -> Result<CreateDiscussion, Problem> {
@@ -369,7 +378,11 @@ mod tests {
         ] {
             let problem = read(Some(content_type), body).unwrap_err();
             assert_eq!(problem.code(), ProblemCode::UnsupportedMediaType);
-            assert!(problem.detail().contains(content_type), "{}", problem.detail());
+            assert!(
+                problem.detail().contains(content_type),
+                "{}",
+                problem.detail()
+            );
         }
     }
 
@@ -387,7 +400,11 @@ mod tests {
     #[test]
     fn truncated_json_and_trailing_text_are_malformed() {
         let truncated = json_body(r#"{"title": "t""#).unwrap_err();
-        assert!(truncated.detail().starts_with("the request body is not valid JSON: EOF"));
+        assert!(
+            truncated
+                .detail()
+                .starts_with("the request body is not valid JSON: EOF")
+        );
         let trailing = json_body(r#"{"title": "t", "agents": []} {}"#).unwrap_err();
         assert_eq!(
             trailing.detail(),
@@ -406,12 +423,16 @@ mod tests {
 
     #[test]
     fn a_wrong_type_names_the_path_to_the_field() {
-        let problem =
-            json_body(r#"{"title": "t", "agents": [{"model": "a"}, {"model": "b"}, {"model": 7}]}"#)
-                .unwrap_err();
+        let problem = json_body(
+            r#"{"title": "t", "agents": [{"model": "a"}, {"model": "b"}, {"model": 7}]}"#,
+        )
+        .unwrap_err();
         assert_eq!(
             fields(&problem),
-            [("agents[2].model", "invalid type: integer `7`, expected a string")]
+            [(
+                "agents[2].model",
+                "invalid type: integer `7`, expected a string"
+            )]
         );
         assert_eq!(
             problem.detail(),
@@ -429,8 +450,8 @@ mod tests {
 
     #[test]
     fn an_unknown_field_is_named_with_what_was_expected() {
-        let problem =
-            json_body(r#"{"title": "t", "agents": [{"model": "a", "temprature": 1}]}"#).unwrap_err();
+        let problem = json_body(r#"{"title": "t", "agents": [{"model": "a", "temprature": 1}]}"#)
+            .unwrap_err();
         assert_eq!(
             fields(&problem),
             [(
@@ -517,7 +538,10 @@ mod tests {
     fn a_body_exactly_at_the_limit_is_read() {
         let body = r#"{"title": "t", "agents": []}"#;
         let mut req = request(Some(JSON), body);
-        let read = block_on(read_json_limited::<CreateDiscussion, _>(&mut req, body.len()));
+        let read = block_on(read_json_limited::<CreateDiscussion, _>(
+            &mut req,
+            body.len(),
+        ));
         assert!(read.is_ok());
     }
 

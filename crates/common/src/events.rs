@@ -48,7 +48,11 @@ pub async fn emit<C: Client>(
     let row: Row = tx
         .query_one(
             "insert into events (stream, type, payload) values ($1, $2, $3) returning event_id",
-            &[stream.to_owned().into(), event_type.to_owned().into(), payload],
+            &[
+                stream.to_owned().into(),
+                event_type.to_owned().into(),
+                payload,
+            ],
         )
         .await?;
     row.get("event_id")
@@ -77,7 +81,13 @@ mod tests {
         let db = db();
         let id = block_on(transaction(&db, async |tx| {
             tx.execute("insert into messages values (1)", &[]).await?;
-            Ok(emit(tx, "discussion:7", "message.created", &serde_json::json!({ "n": 1 })).await?)
+            Ok(emit(
+                tx,
+                "discussion:7",
+                "message.created",
+                &serde_json::json!({ "n": 1 }),
+            )
+            .await?)
         }));
         assert_eq!(id.unwrap(), 41);
         let statements = db.client().statements();

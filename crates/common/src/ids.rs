@@ -67,7 +67,10 @@ mod tests {
             .as_millis() as u64;
         let (seconds, nanos) = new_id().get_timestamp().unwrap().to_unix();
         let millis = seconds * 1000 + u64::from(nanos) / 1_000_000;
-        assert!(millis >= before && millis < before + 1000, "{millis} vs {before}");
+        assert!(
+            millis >= before && millis < before + 1000,
+            "{millis} vs {before}"
+        );
     }
 
     #[test]
@@ -75,7 +78,9 @@ mod tests {
         let id = "0191f0c4-8d5e-7c1a-9b7e-3f2a1c4d5e6f";
         assert_eq!(parse_id("agent_id", id).unwrap().to_string(), id);
         assert_eq!(
-            parse_id("agent_id", &id.to_uppercase()).unwrap().to_string(),
+            parse_id("agent_id", &id.to_uppercase())
+                .unwrap()
+                .to_string(),
             id
         );
     }

@@ -178,7 +178,13 @@ mod tests {
     #[test]
     fn no_query_asks_for_the_first_page_at_the_default_limit() {
         let page = PageRequest::<Uuid>::from_query(None).unwrap();
-        assert_eq!(page, PageRequest { limit: 50, after: None });
+        assert_eq!(
+            page,
+            PageRequest {
+                limit: 50,
+                after: None
+            }
+        );
         assert_eq!(page.fetch_limit(), 51);
     }
 
@@ -212,7 +218,10 @@ mod tests {
     #[test]
     fn a_parameter_given_twice_is_400() {
         let problem = request("limit=5&limit=6").unwrap_err();
-        assert_eq!(problem.detail(), "query parameter limit must be given at most once");
+        assert_eq!(
+            problem.detail(),
+            "query parameter limit must be given at most once"
+        );
     }
 
     #[test]
@@ -222,7 +231,9 @@ mod tests {
         assert_eq!(page.items, [key(1), key(2)]);
         let cursor = page.next_cursor.expect("a third item means a next page");
         assert!(
-            cursor.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            cursor
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
             "{cursor} must need no escaping in a URL"
         );
 
@@ -233,8 +244,16 @@ mod tests {
     #[test]
     fn the_last_page_has_no_cursor() {
         let page = request("limit=2").unwrap();
-        assert_eq!(page.finish(vec![key(1), key(2)], |k| *k).unwrap().next_cursor, None);
-        assert_eq!(page.finish(Vec::new(), |k: &Key| *k).unwrap().next_cursor, None);
+        assert_eq!(
+            page.finish(vec![key(1), key(2)], |k| *k)
+                .unwrap()
+                .next_cursor,
+            None
+        );
+        assert_eq!(
+            page.finish(Vec::new(), |k: &Key| *k).unwrap().next_cursor,
+            None
+        );
     }
 
     #[test]
@@ -245,15 +264,19 @@ mod tests {
     #[test]
     fn a_tampered_cursor_is_400_naming_the_parameter() {
         let page = request("limit=1").unwrap();
-        let cursor = page.finish(vec![key(1), key(2)], |k| *k).unwrap().next_cursor.unwrap();
+        let cursor = page
+            .finish(vec![key(1), key(2)], |k| *k)
+            .unwrap()
+            .next_cursor
+            .unwrap();
         // A changed first character makes the JSON no longer start with `[`.
         let tampered = format!("X{}", &cursor[1..]);
         for bad in [
             tampered.as_str(),
             &cursor[..cursor.len() - 2],
             "not a cursor!",
-            "bnVsbA",           // base64url of `null`
-            "WzEsMl0",          // base64url of `[1,2]`: JSON, but not this list's key
+            "bnVsbA",  // base64url of `null`
+            "WzEsMl0", // base64url of `[1,2]`: JSON, but not this list's key
         ] {
             let problem = request(&format!("cursor={bad}")).unwrap_err();
             assert_eq!(problem.code(), ProblemCode::ValidationFailed, "{bad}");
@@ -277,7 +300,10 @@ mod tests {
     fn page_schema_requires_items_and_a_nullable_cursor() {
         use utoipa::PartialSchema;
         let schema = serde_json::to_value(Page::<Timestamp>::schema()).unwrap();
-        assert_eq!(schema["required"], serde_json::json!(["items", "next_cursor"]));
+        assert_eq!(
+            schema["required"],
+            serde_json::json!(["items", "next_cursor"])
+        );
         assert_eq!(
             schema["properties"]["items"]["items"]["$ref"],
             "#/components/schemas/Timestamp"

@@ -12,8 +12,8 @@ use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 /// Fractional digits kept: PostgreSQL's `timestamptz` resolution.
@@ -178,7 +178,10 @@ mod tests {
         use spin_sdk::pg::ParameterValue;
         let value = ParameterValue::from(at("2025-01-02T04:04:05.25+01:00"));
         assert!(
-            matches!(value, ParameterValue::Datetime((2025, 1, 2, 3, 4, 5, 250_000_000))),
+            matches!(
+                value,
+                ParameterValue::Datetime((2025, 1, 2, 3, 4, 5, 250_000_000))
+            ),
             "{value:?}"
         );
     }

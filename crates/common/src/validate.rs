@@ -277,7 +277,10 @@ mod tests {
         let mut v = Validator::default();
         v.length("pair", &[1, 2, 3][..], 2..=2);
         let problem = v.finish().unwrap_err();
-        assert_eq!(problem.errors()[0].message, "must have exactly 2 items, got 3");
+        assert_eq!(
+            problem.errors()[0].message,
+            "must have exactly 2 items, got 3"
+        );
         assert_eq!(problem.detail(), "the request has 1 invalid field");
     }
 

@@ -64,7 +64,9 @@ impl Db {
     pub async fn connect() -> Result<Self, Problem> {
         let address = spin_sdk::variables::get(DATABASE_URL)
             .await
-            .map_err(|error| Problem::internal(format!("reading the variable {DATABASE_URL}: {error}")))?;
+            .map_err(|error| {
+                Problem::internal(format!("reading the variable {DATABASE_URL}: {error}"))
+            })?;
         let connection = Connection::open(address)
             .await
             .map_err(|error| DbError::pg("connecting", error))?;
@@ -107,7 +109,11 @@ impl<C: Client> Db<C> {
     }
 
     /// Runs `statement`; the number of rows it affected.
-    pub async fn execute(&self, statement: &str, params: &[ParameterValue]) -> Result<u64, DbError> {
+    pub async fn execute(
+        &self,
+        statement: &str,
+        params: &[ParameterValue],
+    ) -> Result<u64, DbError> {
         self.client.execute(statement, params).await
     }
 
@@ -196,8 +202,16 @@ mod tests {
 
     #[test]
     fn query_opt_wants_at_most_one_row() {
-        assert!(block_on(db_with(0).query_opt::<Row>("select n", &[])).unwrap().is_none());
-        assert!(block_on(db_with(1).query_opt::<Row>("select n", &[])).unwrap().is_some());
+        assert!(
+            block_on(db_with(0).query_opt::<Row>("select n", &[]))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            block_on(db_with(1).query_opt::<Row>("select n", &[]))
+                .unwrap()
+                .is_some()
+        );
         let error = block_on(db_with(2).query_opt::<Row>("select n", &[])).unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -210,7 +224,13 @@ mod tests {
         let db = db_with(0);
         let params = [ParameterValue::Int64(7), ParameterValue::Str("ada".into())];
         block_on(db.execute("delete from agents where n = $1 and name = $2", &params)).unwrap();
-        assert_eq!(db.client().statements(), ["delete from agents where n = $1 and name = $2"]);
-        assert_eq!(format!("{:?}", db.client().params()), format!("{:?}", [params]));
+        assert_eq!(
+            db.client().statements(),
+            ["delete from agents where n = $1 and name = $2"]
+        );
+        assert_eq!(
+            format!("{:?}", db.client().params()),
+            format!("{:?}", [params])
+        );
     }
 }

@@ -18,7 +18,8 @@ pub enum DbError {
     Pg {
         /// What was being done: the statement, or `connecting`.
         during: String,
-        error: PgError,
+        /// Boxed: it is large, and errors travel up every call.
+        error: Box<PgError>,
     },
     /// A column's value is not the Rust type it was read as: a bug in the query or
     /// the handler.
@@ -34,25 +35,24 @@ pub enum DbError {
 impl DbError {
     /// A failure of the step `during` (a statement, or `connecting`).
     pub(crate) fn pg(during: &str, error: spin_sdk::pg::Error) -> Self {
-        match error {
-            spin_sdk::pg::Error::PgError(error) => Self::Pg {
-                during: during.to_owned(),
-                error,
-            },
-            spin_sdk::pg::Error::Decode(message) => Self::Decode {
-                column: "?".to_owned(),
-                message,
-            },
+        let error = match error {
+            spin_sdk::pg::Error::PgError(error) => error,
+            // Only spin-sdk's own `Decode` impls make this, and they are not used here.
+            spin_sdk::pg::Error::Decode(message) => PgError::Other(message),
+        };
+        Self::Pg {
+            during: during.to_owned(),
+            error: Box::new(error),
         }
     }
 
     /// PostgreSQL's structured error, when it sent one.
     fn server_error(&self) -> Option<&spin_sdk::pg::DbError> {
         match self {
-            Self::Pg {
-                error: PgError::QueryFailed(QueryError::DbError(error)),
-                ..
-            } => Some(error),
+            Self::Pg { error, .. } => match &**error {
+                PgError::QueryFailed(QueryError::DbError(error)) => Some(error),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -76,7 +76,7 @@ impl DbError {
 impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Pg { during, error } => match error {
+            Self::Pg { during, error } => match &**error {
                 // `as_text` has everything PostgreSQL said, the detail and hint too.
                 PgError::QueryFailed(QueryError::DbError(error)) => {
                     write!(f, "{during}: {}", error.as_text)
@@ -101,10 +101,8 @@ impl From<DbError> for Problem {
         if let DbError::Problem(problem) = error {
             return problem;
         }
-        if let DbError::Pg {
-            error: PgError::ConnectionFailed(_),
-            ..
-        } = error
+        if let DbError::Pg { error: pg, .. } = &error
+            && matches!(**pg, PgError::ConnectionFailed(_))
         {
             return database_unavailable(&error);
         }
@@ -220,14 +218,16 @@ pub(crate) mod tests {
         }
         DbError::Pg {
             during: "insert into agents ...".to_owned(),
-            error: PgError::QueryFailed(QueryError::DbError(spin_sdk::pg::DbError {
-                as_text: format!("db error: ERROR: code {code} at 10.0.0.5"),
-                severity: "ERROR".to_owned(),
-                code: code.to_owned(),
-                message: "something".to_owned(),
-                detail: Some("Key (name)=(ada) already exists.".to_owned()),
-                extras,
-            })),
+            error: Box::new(PgError::QueryFailed(QueryError::DbError(
+                spin_sdk::pg::DbError {
+                    as_text: format!("db error: ERROR: code {code} at 10.0.0.5"),
+                    severity: "ERROR".to_owned(),
+                    code: code.to_owned(),
+                    message: "something".to_owned(),
+                    detail: Some("Key (name)=(ada) already exists.".to_owned()),
+                    extras,
+                },
+            ))),
         }
     }
 
@@ -266,7 +266,9 @@ pub(crate) mod tests {
     fn an_unreachable_database_is_upstream_unavailable() {
         let refused = DbError::Pg {
             during: "connecting".to_owned(),
-            error: PgError::ConnectionFailed("connection refused (10.0.0.5:5432)".to_owned()),
+            error: Box::new(PgError::ConnectionFailed(
+                "connection refused (10.0.0.5:5432)".to_owned(),
+            )),
         };
         let problem = Problem::from(refused);
         assert_eq!(problem.code(), ProblemCode::UpstreamUnavailable);
@@ -289,11 +291,13 @@ pub(crate) mod tests {
             server_error("23502", None), // not_null_violation: the handler's bug
             DbError::Pg {
                 during: "select 1".to_owned(),
-                error: PgError::BadParameter("invalid uuid".to_owned()),
+                error: Box::new(PgError::BadParameter("invalid uuid".to_owned())),
             },
             DbError::Pg {
                 during: "select 1".to_owned(),
-                error: PgError::QueryFailed(QueryError::Text("connection closed".to_owned())),
+                error: Box::new(PgError::QueryFailed(QueryError::Text(
+                    "connection closed".to_owned(),
+                ))),
             },
             DbError::Decode {
                 column: "agent_id".to_owned(),
@@ -309,7 +313,10 @@ pub(crate) mod tests {
             let problem = Problem::from(error);
             assert_eq!(problem.code(), ProblemCode::Internal, "{cause}");
             let body = problem.to_response().into_body();
-            assert!(!body.contains("10.0.0.5") && !body.contains("agent_id"), "{body}");
+            assert!(
+                !body.contains("10.0.0.5") && !body.contains("agent_id"),
+                "{body}"
+            );
         }
     }
 
@@ -338,12 +345,23 @@ pub(crate) mod tests {
     fn on_constraint_maps_only_the_named_constraint() {
         let taken = || Problem::conflict("an agent named \"ada\" already exists");
         let mapped: Result<(), _> = Err(server_error("23505", Some("agents_name_key")));
-        let problem = Problem::from(mapped.on_constraint("agents_name_key", |_| taken()).unwrap_err());
+        let problem = Problem::from(
+            mapped
+                .on_constraint("agents_name_key", |_| taken())
+                .unwrap_err(),
+        );
         assert_eq!(problem.detail(), "an agent named \"ada\" already exists");
 
         let other: Result<(), _> = Err(server_error("23505", Some("agents_pkey")));
-        let problem = Problem::from(other.on_constraint("agents_name_key", |_| taken()).unwrap_err());
-        assert_eq!(problem.detail(), "the request conflicts with an existing resource");
+        let problem = Problem::from(
+            other
+                .on_constraint("agents_name_key", |_| taken())
+                .unwrap_err(),
+        );
+        assert_eq!(
+            problem.detail(),
+            "the request conflicts with an existing resource"
+        );
     }
 
     #[test]
@@ -365,6 +383,9 @@ pub(crate) mod tests {
     #[test]
     fn ok_passes_through_on_constraint() {
         let ok: Result<u64, DbError> = Ok(1);
-        assert_eq!(ok.on_constraint("x", |_| Problem::conflict("x")).unwrap(), 1);
+        assert_eq!(
+            ok.on_constraint("x", |_| Problem::conflict("x")).unwrap(),
+            1
+        );
     }
 }

@@ -281,13 +281,19 @@ mod tests {
     #[test]
     fn a_wrong_type_names_the_column_and_both_types_but_not_the_value() {
         let error = Agent::from_row(agent_row(DbValue::Binary(b"s3cret".to_vec()))).unwrap_err();
-        assert_eq!(error.to_string(), "decoding column name: expected text, got bytea");
+        assert_eq!(
+            error.to_string(),
+            "decoding column name: expected text, got bytea"
+        );
     }
 
     #[test]
     fn null_decodes_only_into_an_option() {
         let error = Agent::from_row(agent_row(DbValue::DbNull)).unwrap_err();
-        assert_eq!(error.to_string(), "decoding column name: expected text, got NULL");
+        assert_eq!(
+            error.to_string(),
+            "decoding column name: expected text, got NULL"
+        );
     }
 
     #[test]
@@ -313,10 +319,15 @@ mod tests {
 
     #[test]
     fn jsonb_that_does_not_fit_the_type_is_a_decode_error() {
-        let row = row(&["settings"], vec![DbValue::Jsonb(br#"{"temperature": "hot"}"#.to_vec())]);
+        let row = row(
+            &["settings"],
+            vec![DbValue::Jsonb(br#"{"temperature": "hot"}"#.to_vec())],
+        );
         let error = row.get::<Json<Settings>>("settings").unwrap_err();
         assert!(
-            error.to_string().starts_with("decoding column settings: the jsonb does not fit the type"),
+            error
+                .to_string()
+                .starts_with("decoding column settings: the jsonb does not fit the type"),
             "{error}"
         );
         assert_eq!(

@@ -42,7 +42,11 @@ impl<C: Client> Tx<'_, C> {
     }
 
     /// As [`Db::execute`], inside the transaction.
-    pub async fn execute(&self, statement: &str, params: &[ParameterValue]) -> Result<u64, DbError> {
+    pub async fn execute(
+        &self,
+        statement: &str,
+        params: &[ParameterValue],
+    ) -> Result<u64, DbError> {
         self.client.execute(statement, params).await
     }
 }
@@ -185,11 +189,15 @@ mod tests {
 
     #[test]
     fn rows_decode_inside_a_transaction() {
-        let db = Db::new(Script::default().returning("select", &["n"], vec![vec![
-            spin_sdk::pg::DbValue::Int64(3),
-        ]]));
+        let db = Db::new(Script::default().returning(
+            "select",
+            &["n"],
+            vec![vec![spin_sdk::pg::DbValue::Int64(3)]],
+        ));
         let n = block_on(transaction(&db, async |tx| {
-            let row: Row = tx.query_one("select count(*) as n from agents", &[]).await?;
+            let row: Row = tx
+                .query_one("select count(*) as n from agents", &[])
+                .await?;
             Ok(row.get::<i64>("n")?)
         }));
         assert_eq!(n.unwrap(), 3);
