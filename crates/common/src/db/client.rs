@@ -9,6 +9,16 @@ use crate::Problem;
 
 /// The Spin variable holding the PostgreSQL address (`postgres://user:pass@host/db`).
 /// Real Spin tries TLS unless the address ends in `?sslmode=disable`.
+///
+/// Spin shows a component only the variables its manifest entry names, and lets it
+/// reach only the hosts it lists, so a component using [`Db::connect`] carries:
+///
+/// ```toml
+/// [component.agents]
+/// allowed_outbound_hosts = ["postgres://127.0.0.1:5432"]
+/// [component.agents.variables]
+/// database_url = "{{ database_url }}"
+/// ```
 pub const DATABASE_URL: &str = "database_url";
 
 /// What [`Db`] needs from a connection: run a statement, return its rows or the count
