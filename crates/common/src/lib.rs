@@ -3,8 +3,18 @@
 //! | Module | What it gives a handler |
 //! |---|---|
 //! | [`problem`] | [`Problem`], the one error type: RFC 9457 `application/problem+json` |
-//! | [`request`] | the request id and path of the request being served |
+//! | [`request`] | the request id and path of the request being served; outbound requests carrying the id |
 //! | [`response`] | [`json`], a JSON response with any status |
+//! | [`body`] | [`read_json`](body::read_json): a size-limited, typed, validated JSON body, every failure a 4xx |
+//! | [`validate`] | [`Validate`](validate::Validate): range and length rules reporting every invalid field |
+//! | [`ids`] | UUID v7 ids; a path parameter read as a UUID (400 if it is not one) |
+//! | [`time`] | [`Timestamp`](time::Timestamp): UTC instants written as RFC 3339 |
+//! | [`pagination`] | `?limit=&cursor=` in, [`Page`](pagination::Page) `{items, next_cursor}` out |
+//! | `db` (`spin`) | PostgreSQL: connecting, typed rows, transactions, errors mapped to problems |
+//! | `events` (`spin`) | an event recorded in the same transaction as the write it announces |
+//!
+//! Modules marked `spin` need spin-sdk and exist with the `spin` feature (on by
+//! default); the native host turns it off and links the rest.
 //!
 //! A handler returns `Result<http::Response<String>, Problem>`; both sides convert
 //! into a Spin response, so `?` and early returns read naturally:
@@ -25,9 +35,18 @@
 //! [`openapi()`] documents what this crate contributes to every component's API
 //! description: the `Problem` schema and one reusable response per error code.
 
+pub mod body;
+#[cfg(feature = "spin")]
+pub mod db;
+#[cfg(feature = "spin")]
+pub mod events;
+pub mod ids;
+pub mod pagination;
 pub mod problem;
 pub mod request;
 pub mod response;
+pub mod time;
+pub mod validate;
 
 pub use problem::{FieldError, Problem, ProblemCode};
 pub use response::json;

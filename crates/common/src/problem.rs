@@ -197,9 +197,15 @@ impl Problem {
     /// 500: Arena itself failed. `cause` is logged when the response is sent and never
     /// reaches the client, whose detail is a fixed sentence.
     pub fn internal(cause: impl fmt::Display) -> Self {
-        let mut problem = Self::new(ProblemCode::Internal, INTERNAL_DETAIL);
-        problem.0.cause = Some(cause.to_string());
-        problem
+        Self::new(ProblemCode::Internal, INTERNAL_DETAIL).with_cause(cause)
+    }
+
+    /// Records why a server error happened, for the log only: the client still gets
+    /// just `detail`. (A 503 says "the database is unavailable"; the log says which
+    /// address refused the connection.)
+    pub fn with_cause(mut self, cause: impl fmt::Display) -> Self {
+        self.0.cause = Some(cause.to_string());
+        self
     }
 
     /// Sets `instance`, the path of the request that failed.
@@ -468,6 +474,15 @@ mod tests {
         assert!(!text.contains("10.0.0.5"), "{text}");
         assert_eq!(problem.detail(), INTERNAL_DETAIL);
         assert_eq!(problem.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_cause_stays_out_of_the_body_of_any_problem() {
+        let problem = Problem::upstream_unavailable("the database is unavailable")
+            .with_cause("connection refused to 10.0.0.5:5432");
+        let text = problem.to_response().into_body();
+        assert!(!text.contains("10.0.0.5"), "{text}");
+        assert_eq!(problem.detail(), "the database is unavailable");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! What a handler needs to know about the request it is answering, beyond its body.
+//! What a handler needs to know about the request it is answering, beyond its body,
+//! and what it passes on to the requests it makes in turn.
 //!
 //! Generic over the body type: spin-sdk's `Request` is an
 //! `http::Request<IncomingRequestBody>`, and tests use `http::Request<()>`.
@@ -21,6 +22,31 @@ pub fn path<B>(req: &http::Request<B>) -> &str {
     match req.uri().path() {
         "" => "/",
         path => path,
+    }
+}
+
+/// A builder for a request made on behalf of `incoming` (to Ollama, Qdrant or another
+/// component), carrying its request id, so one id follows the work through every
+/// service's logs. Set the method, URI, other headers and body as usual:
+///
+/// ```no_run
+/// use arena_common::request::outbound;
+/// use spin_sdk::http::{FullBody, send};
+///
+/// # async fn embed(req: &spin_sdk::http::Request) -> anyhow::Result<()> {
+/// let call = outbound(req)
+///     .method("POST")
+///     .uri("http://127.0.0.1:11434/api/embed")
+///     .header("content-type", "application/json")
+///     .body(FullBody::new(bytes::Bytes::from(r#"{"model":"all-minilm","input":"hi"}"#)))?;
+/// let response = send(call).await?;
+/// # let _ = response; Ok(()) }
+/// ```
+pub fn outbound<B>(incoming: &http::Request<B>) -> http::request::Builder {
+    let builder = http::Request::builder();
+    match incoming.headers().get(REQUEST_ID_HEADER) {
+        Some(id) if !id.is_empty() => builder.header(REQUEST_ID_HEADER, id),
+        _ => builder,
     }
 }
 
@@ -56,6 +82,24 @@ mod tests {
     fn path_leaves_out_scheme_authority_and_query() {
         let req = request("http://localhost:3000/v1/agents?limit=5&cursor=x", None);
         assert_eq!(path(&req), "/v1/agents");
+    }
+
+    #[test]
+    fn outbound_requests_carry_the_incoming_request_id() {
+        let incoming = request("/v1/ai/complete", Some(b"0191f0c4-req"));
+        let call = outbound(&incoming)
+            .method("POST")
+            .uri("http://127.0.0.1:11434/api/chat")
+            .body(())
+            .unwrap();
+        assert_eq!(call.headers()[REQUEST_ID_HEADER], "0191f0c4-req");
+        assert_eq!(call.uri(), "http://127.0.0.1:11434/api/chat");
+    }
+
+    #[test]
+    fn outbound_requests_without_an_incoming_id_carry_none() {
+        let call = outbound(&request("/", None)).body(()).unwrap();
+        assert!(call.headers().get(REQUEST_ID_HEADER).is_none());
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub enum ProblemCode {
     /// the cause is logged under the request id.
     Internal,
     /// **503 Service Unavailable.** Arena itself cannot take the request now (at
-    /// capacity or shutting down); retry after `Retry-After` seconds.
+    /// capacity, shutting down, or the request collided with a concurrent write and
+    /// was rolled back); nothing changed; retry after `Retry-After` seconds.
     Unavailable,
     /// **504 Gateway Timeout.** The request took longer than its time limit and was
     /// stopped; what it changed was rolled back.
@@ -175,7 +176,7 @@ impl ProblemCode {
             }
             Self::Internal => "A fault on Arena's side; quote the `request_id` when reporting it.",
             Self::Unavailable => {
-                "Arena is at capacity or shutting down; retry after `Retry-After` seconds."
+                "Arena cannot take the request now (at capacity, shutting down, or it collided with a concurrent write); nothing changed; retry after `Retry-After` seconds."
             }
             Self::Timeout => "The request overran its time limit and was stopped.",
         }
