@@ -1,11 +1,14 @@
 //! Test harness: starts the real `arena` binary on a free port and talks to
 //! it over HTTP, the way a client would.
 //!
-//! The binary and the components must be built first (`./dev test` does it).
+//! The binary and the components must be built first (`./dev test` does it),
+//! and PostgreSQL must be running for the tests that use a database (`./dev
+//! test` starts it): each such test gets a [`TestDatabase`] of its own.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +16,13 @@ use serde_json::Value;
 
 /// How long `arena up` may take to start listening (cold compiles included).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The PostgreSQL server the tests use when `$ARENA_TEST_POSTGRES` names none:
+/// the one `./dev` starts (trust authentication on the loopback address).
+const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// The environment variable that sets the Spin variable `database_url`.
+const DATABASE_URL_ENV: &str = "SPIN_VARIABLE_DATABASE_URL";
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -62,22 +72,15 @@ impl StartFailure {
 }
 
 impl Arena {
-    /// Starts `arena up` for `manifest` (relative to the repository root).
+    /// Starts `arena up` for `manifest` (relative to the repository root),
+    /// with no database: migrations are skipped (`--no-migrate`).
     pub fn start(manifest: &str, args: &[&str]) -> Arena {
         Self::try_start(manifest, args)
             .unwrap_or_else(|failure| panic!("arena up failed to start:\n{}", failure.messages()))
     }
 
     pub fn try_start(manifest: &str, args: &[&str]) -> Result<Arena, StartFailure> {
-        let cache = std::env::var("ARENA_TEST_CACHE_DIR").unwrap_or_else(|_| {
-            arena_bin()
-                .parent()
-                .unwrap()
-                .join("arena-test-cache")
-                .display()
-                .to_string()
-        });
-        Self::try_start_with_cache(manifest, args, Path::new(&cache))
+        Self::launch(manifest, args, &default_cache_dir(), None)
     }
 
     pub fn try_start_with_cache(
@@ -85,7 +88,35 @@ impl Arena {
         args: &[&str],
         cache: &Path,
     ) -> Result<Arena, StartFailure> {
-        let mut child = Command::new(arena_bin())
+        Self::launch(manifest, args, cache, None)
+    }
+
+    /// Starts `arena up` against the database at `database_url`, which it
+    /// migrates with the repository's `migrations/` before listening.
+    pub fn start_with_database(manifest: &str, database_url: &str, args: &[&str]) -> Arena {
+        Self::try_start_with_database(manifest, database_url, args)
+            .unwrap_or_else(|failure| panic!("arena up failed to start:\n{}", failure.messages()))
+    }
+
+    /// The URL reaches `arena` as a deployer sets it, through the Spin
+    /// variable's environment variable; the migrations folder is given
+    /// explicitly, since the default is the one beside the manifest.
+    pub fn try_start_with_database(
+        manifest: &str,
+        database_url: &str,
+        args: &[&str],
+    ) -> Result<Arena, StartFailure> {
+        Self::launch(manifest, args, &default_cache_dir(), Some(database_url))
+    }
+
+    fn launch(
+        manifest: &str,
+        args: &[&str],
+        cache: &Path,
+        database_url: Option<&str>,
+    ) -> Result<Arena, StartFailure> {
+        let mut command = Command::new(arena_bin());
+        command
             .current_dir(repo_root())
             .args([
                 "--log-format",
@@ -97,7 +128,15 @@ impl Arena {
                 manifest,
             ])
             .arg("--cache-dir")
-            .arg(cache)
+            .arg(cache);
+        match database_url {
+            Some(url) => command
+                .env(DATABASE_URL_ENV, url)
+                .arg("--migrations")
+                .arg(repo_root().join("migrations")),
+            None => command.env_remove(DATABASE_URL_ENV).arg("--no-migrate"),
+        };
+        let mut child = command
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -218,6 +257,107 @@ impl Drop for Arena {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The compile cache the tests share: `$ARENA_TEST_CACHE_DIR`, else beside the binary.
+fn default_cache_dir() -> PathBuf {
+    std::env::var_os("ARENA_TEST_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| arena_bin().parent().unwrap().join("arena-test-cache"))
+}
+
+/// A PostgreSQL database of one test's own, dropped when the value is.
+///
+/// The server is `$ARENA_TEST_POSTGRES` (a URL without a database), else the
+/// local one `./dev` starts.
+pub struct TestDatabase {
+    pub name: String,
+    server: String,
+}
+
+impl TestDatabase {
+    /// Creates an empty database with a name no other test uses.
+    pub fn create() -> TestDatabase {
+        let database = Self::unique();
+        database
+            .admin()
+            .batch_execute(&format!("create database {}", database.name))
+            .unwrap_or_else(|error| panic!("cannot create database {}: {error}", database.name));
+        database
+    }
+
+    /// A name no other test uses and no database has yet (for tests of
+    /// creating it); whatever creates it, it is dropped afterwards.
+    pub fn unique() -> TestDatabase {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let server = std::env::var("ARENA_TEST_POSTGRES")
+            .unwrap_or_else(|_| DEFAULT_TEST_POSTGRES.to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        let name = format!(
+            "arena_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let database = TestDatabase { name, server };
+        // Left over from an earlier run killed before it cleaned up.
+        database
+            .drop_database()
+            .unwrap_or_else(|error| panic!("{error}"));
+        database
+    }
+
+    /// The URL `arena` and components use.
+    pub fn url(&self) -> String {
+        format!("{}/{}?sslmode=disable", self.server, self.name)
+    }
+
+    pub fn connect(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url(), postgres::NoTls)
+            .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", self.url()))
+    }
+
+    /// Whether the database exists on the server.
+    pub fn exists(&self) -> bool {
+        self.admin()
+            .query_one(
+                "select exists (select from pg_database where datname = $1)",
+                &[&self.name],
+            )
+            .unwrap()
+            .get(0)
+    }
+
+    /// A connection to the server's `postgres` database, to create and drop others.
+    fn admin(&self) -> postgres::Client {
+        self.try_admin().unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn try_admin(&self) -> Result<postgres::Client, String> {
+        let url = format!("{}/postgres?sslmode=disable", self.server);
+        postgres::Client::connect(&url, postgres::NoTls).map_err(|error| {
+            format!("cannot connect to PostgreSQL at {url} (is it running? `./dev test` starts it): {error}")
+        })
+    }
+
+    fn drop_database(&self) -> Result<(), String> {
+        // `with (force)` ends sessions a killed `arena` may have left behind.
+        self.try_admin()?
+            .batch_execute(&format!(
+                "drop database if exists {} with (force)",
+                self.name
+            ))
+            .map_err(|error| format!("cannot drop database {}: {error}", self.name))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // No panic here: during a failing test's unwinding it would abort.
+        if let Err(error) = self.drop_database() {
+            eprintln!("{error}");
+        }
     }
 }
 

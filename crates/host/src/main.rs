@@ -1,8 +1,10 @@
 //! `arena`: runs Arena's `spin.toml` on Wasmtime, locally and in tests.
 //!
 //! ```text
-//! arena up     [--listen ADDR] [--manifest spin.toml] [--runtime-config FILE] [--build]
-//! arena build  [--manifest spin.toml] [COMPONENT ...]
+//! arena up       [--listen ADDR] [--manifest spin.toml] [--runtime-config FILE] [--build]
+//!                [--database-url URL] [--migrations DIR] [--no-migrate]
+//! arena migrate  [--manifest spin.toml] [--database-url URL] [--migrations DIR]
+//! arena build    [--manifest spin.toml] [COMPONENT ...]
 //! ```
 
 mod commands;
@@ -33,8 +35,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the application's HTTP triggers.
+    /// Apply pending migrations, then serve the application's HTTP triggers.
     Up(commands::up::Up),
+    /// Apply pending database migrations (creating the database if missing).
+    Migrate(commands::migrate::Migrate),
     /// Run every component's `build.command`, like `spin build`.
     Build(commands::build::Build),
 }
@@ -46,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Up(up) => up.run().await,
+            Command::Migrate(migrate) => migrate.run().await,
             Command::Build(build) => build.run().await,
         }
     });

@@ -1,4 +1,5 @@
-//! `arena up`: validates everything, loads every component, then listens.
+//! `arena up`: validates everything, loads every component, applies pending
+//! migrations, then listens.
 //!
 //! All configuration errors surface before the socket is bound, so a broken
 //! deployment fails at start rather than on its first request.
@@ -13,6 +14,7 @@ use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::migrate;
 use crate::manifest::{App, Route};
 use crate::routes::Router;
 use crate::runtime::{CompileCache, Limits, Runtime};
@@ -62,6 +64,13 @@ pub struct Up {
     /// Largest request body accepted, in MiB (a larger Content-Length gets 413).
     #[arg(long, default_value_t = 32)]
     max_request_body_mib: u64,
+
+    #[command(flatten)]
+    database: migrate::Database,
+
+    /// Start without applying migrations (for a deployment that runs `arena migrate` itself).
+    #[arg(long, conflicts_with = "migrations")]
+    no_migrate: bool,
 }
 
 impl Up {
@@ -83,6 +92,10 @@ impl Up {
         if self.max_concurrent_requests == 0 {
             bail!("--max-concurrent-requests must be at least 1");
         }
+        let migrations = match self.no_migrate {
+            true => None,
+            false => Some(self.database.load(&app).await?),
+        };
 
         let runtime = Runtime::new(Limits {
             request_timeout: self.request_timeout,
@@ -112,6 +125,13 @@ impl Up {
                 duplicate.by,
                 duplicate.replaced
             );
+        }
+
+        // Only now that everything else is known to work: a deployment that
+        // cannot start leaves the schema as it was.
+        match migrations {
+            Some(migrations) => migrations.apply().await?,
+            None => tracing::info!("--no-migrate: pending migrations, if any, are not applied"),
         }
 
         let listener = TcpListener::bind(self.listen)
