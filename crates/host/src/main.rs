@@ -5,6 +5,7 @@
 //! arena build  [--manifest spin.toml] [COMPONENT ...]
 //! ```
 
+mod allowed_hosts;
 mod commands;
 mod logging;
 mod manifest;
@@ -12,7 +13,9 @@ mod problem;
 mod request_id;
 mod routes;
 mod runtime;
+mod runtime_config;
 mod server;
+mod variables;
 
 use clap::{Parser, Subcommand};
 
