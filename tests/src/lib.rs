@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod upstream;
+
 /// How long `arena up` may take to start listening (cold compiles included).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -69,21 +71,36 @@ impl Arena {
     }
 
     pub fn try_start(manifest: &str, args: &[&str]) -> Result<Arena, StartFailure> {
-        let cache = std::env::var("ARENA_TEST_CACHE_DIR").unwrap_or_else(|_| {
-            arena_bin()
-                .parent()
-                .unwrap()
-                .join("arena-test-cache")
-                .display()
-                .to_string()
-        });
-        Self::try_start_with_cache(manifest, args, Path::new(&cache))
+        Self::try_start_with_env(manifest, args, &[])
+    }
+
+    /// Starts `arena up` with extra environment variables (`SPIN_VARIABLE_*`).
+    pub fn start_with_env(manifest: &str, args: &[&str], env: &[(&str, &str)]) -> Arena {
+        Self::try_start_with_env(manifest, args, env)
+            .unwrap_or_else(|failure| panic!("arena up failed to start:\n{}", failure.messages()))
+    }
+
+    pub fn try_start_with_env(
+        manifest: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Arena, StartFailure> {
+        Self::spawn(manifest, args, &default_cache(), env)
     }
 
     pub fn try_start_with_cache(
         manifest: &str,
         args: &[&str],
         cache: &Path,
+    ) -> Result<Arena, StartFailure> {
+        Self::spawn(manifest, args, cache, &[])
+    }
+
+    fn spawn(
+        manifest: &str,
+        args: &[&str],
+        cache: &Path,
+        env: &[(&str, &str)],
     ) -> Result<Arena, StartFailure> {
         let mut child = Command::new(arena_bin())
             .current_dir(repo_root())
@@ -100,6 +117,7 @@ impl Arena {
             .arg(cache)
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -218,6 +236,15 @@ impl Drop for Arena {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `$ARENA_TEST_CACHE_DIR`, else a compile cache beside the binary, shared
+/// by every test.
+fn default_cache() -> PathBuf {
+    match std::env::var_os("ARENA_TEST_CACHE_DIR") {
+        Some(dir) => dir.into(),
+        None => arena_bin().parent().unwrap().join("arena-test-cache"),
     }
 }
 

@@ -4,7 +4,7 @@
 mod cache;
 pub mod chaining;
 mod imports;
-pub mod outbound;
+mod outbound;
 mod output;
 mod variables;
 

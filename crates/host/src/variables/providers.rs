@@ -2,6 +2,12 @@
 //! the host's environment (`SPIN_VARIABLE_<NAME>`), then each `static`
 //! provider of the runtime configuration in file order. A variable no
 //! provider knows takes its manifest default.
+//!
+//! That order is the one Spin documents ("the environment variable provider
+//! always has the highest priority"). Spin 3's code appears to add the
+//! environment provider after those of the runtime configuration, so under
+//! `spin up` a static value may beat `SPIN_VARIABLE_<NAME>`; give a variable
+//! in one place only when both hosts must agree.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
