@@ -41,7 +41,8 @@ const UNSUPPORTED_PROVIDERS: [&str; 3] = ["env", "vault", "azure_key_vault"];
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StaticConfig {
-    values: BTreeMap<String, String>,
+    /// Checked to be strings by hand: serde's type errors quote the value.
+    values: toml::Table,
 }
 
 impl RuntimeConfig {
@@ -53,7 +54,8 @@ impl RuntimeConfig {
     }
 
     fn parse(text: &str) -> anyhow::Result<RuntimeConfig> {
-        let mut table: toml::Table = toml::from_str(text)?;
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|error| syntax_error(text, &error))?;
         let mut lists = PROVIDER_KEYS
             .iter()
             .filter_map(|key| Some((*key, table.remove(*key)?)))
@@ -88,7 +90,15 @@ impl RuntimeConfig {
                     let provider: StaticConfig = toml::Value::Table(entry)
                         .try_into()
                         .with_context(|| format!("`{place}` (type \"static\")"))?;
-                    config.variables.push(StaticProvider::new(provider.values));
+                    let values = provider
+                        .values
+                        .into_iter()
+                        .map(|(name, value)| match value {
+                            toml::Value::String(value) => Ok((name, value)),
+                            _ => bail!("`{place}`: `values.{name}` must be a string"),
+                        })
+                        .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+                    config.variables.push(StaticProvider::new(values));
                 }
                 kind if UNSUPPORTED_PROVIDERS.contains(&kind) => bail!(
                     "`{place}`: provider type \"{kind}\" is not supported by this host (it supports \"static\"; `SPIN_VARIABLE_<NAME>` environment variables always apply)"
@@ -115,6 +125,21 @@ impl RuntimeConfig {
             .filter(|name| !is_declared(name))
             .collect()
     }
+}
+
+/// A TOML syntax error by position only: the toml crate's own message
+/// quotes the offending line, which may hold a secret value.
+fn syntax_error(text: &str, error: &toml::de::Error) -> anyhow::Error {
+    let Some(span) = error.span() else {
+        return anyhow::anyhow!("TOML syntax error: {}", error.message());
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |newline| newline + 1) + 1;
+    anyhow::anyhow!(
+        "TOML syntax error at line {line}, column {column}: {}",
+        error.message()
+    )
 }
 
 #[cfg(test)]
@@ -202,9 +227,21 @@ mod tests {
     }
 
     #[test]
-    fn non_string_values_are_refused() {
-        let message = error("[[variables_provider]]\ntype = \"static\"\nvalues = { port = 5432 }");
-        assert!(message.contains("variables_provider[0]"), "{message}");
+    fn non_string_values_are_refused_without_quoting_them() {
+        let message = error("[[variables_provider]]\ntype = \"static\"\nvalues = { pin = 918273 }");
+        assert!(
+            message.contains("`values.pin` must be a string"),
+            "{message}"
+        );
+        assert!(!message.contains("918273"), "{message}");
+    }
+
+    #[test]
+    fn a_syntax_error_gives_its_position_without_quoting_the_line() {
+        let message =
+            error("[[variables_provider]]\ntype = \"static\"\nvalues = { token = \"hunter2\" ");
+        assert!(message.contains("line 3"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
     }
 
     #[test]
