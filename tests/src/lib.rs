@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod upstream;
+
 /// How long `arena up` may take to start listening (cold compiles included).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -80,7 +82,21 @@ impl Arena {
     }
 
     pub fn try_start(manifest: &str, args: &[&str]) -> Result<Arena, StartFailure> {
-        Self::launch(manifest, args, &default_cache_dir(), None)
+        Self::try_start_with_env(manifest, args, &[])
+    }
+
+    /// Starts `arena up` with extra environment variables (`SPIN_VARIABLE_*`).
+    pub fn start_with_env(manifest: &str, args: &[&str], env: &[(&str, &str)]) -> Arena {
+        Self::try_start_with_env(manifest, args, env)
+            .unwrap_or_else(|failure| panic!("arena up failed to start:\n{}", failure.messages()))
+    }
+
+    pub fn try_start_with_env(
+        manifest: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Arena, StartFailure> {
+        Self::launch(manifest, args, &default_cache_dir(), None, env)
     }
 
     pub fn try_start_with_cache(
@@ -88,7 +104,7 @@ impl Arena {
         args: &[&str],
         cache: &Path,
     ) -> Result<Arena, StartFailure> {
-        Self::launch(manifest, args, cache, None)
+        Self::launch(manifest, args, cache, None, &[])
     }
 
     /// Starts `arena up` against the database at `database_url`, which it
@@ -106,7 +122,7 @@ impl Arena {
         database_url: &str,
         args: &[&str],
     ) -> Result<Arena, StartFailure> {
-        Self::launch(manifest, args, &default_cache_dir(), Some(database_url))
+        Self::launch(manifest, args, &default_cache_dir(), Some(database_url), &[])
     }
 
     fn launch(
@@ -114,6 +130,7 @@ impl Arena {
         args: &[&str],
         cache: &Path,
         database_url: Option<&str>,
+        env: &[(&str, &str)],
     ) -> Result<Arena, StartFailure> {
         let mut command = Command::new(arena_bin());
         command
@@ -139,6 +156,7 @@ impl Arena {
         let mut child = command
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

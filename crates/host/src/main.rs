@@ -7,6 +7,7 @@
 //! arena build    [--manifest spin.toml] [COMPONENT ...]
 //! ```
 
+mod allowed_hosts;
 mod commands;
 mod logging;
 mod manifest;
@@ -14,7 +15,9 @@ mod problem;
 mod request_id;
 mod routes;
 mod runtime;
+mod runtime_config;
 mod server;
+mod variables;
 
 use clap::{Parser, Subcommand};
 

@@ -12,6 +12,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use crate::variables;
+
 /// A parsed and validated manifest, with paths resolved against its folder.
 #[derive(Debug)]
 pub struct App {
@@ -73,11 +75,8 @@ pub struct Variable {
     pub default: Option<String>,
     #[serde(default)]
     pub required: bool,
+    /// A secret's value never appears in logs or error messages.
     #[serde(default)]
-    #[expect(
-        dead_code,
-        reason = "secrets are kept out of logs once variables are served"
-    )]
     pub secret: bool,
     #[serde(rename = "description")]
     _description: Option<IgnoredAny>,
@@ -122,13 +121,13 @@ pub struct Component {
     pub source: Source,
     #[serde(rename = "description")]
     _description: Option<IgnoredAny>,
-    /// Destinations the component may reach; until outbound networking is
-    /// enforced, the host refuses every outbound request.
+    /// Destinations the component may reach (`scheme://host:port`, with
+    /// `*` wildcards and `{{ variable }}` templates; see `allowed_hosts`).
     #[serde(default)]
-    #[expect(dead_code, reason = "enforced with outbound HTTP and PostgreSQL")]
     pub allowed_outbound_hosts: Vec<String>,
+    /// The variables the component may read, each a template over the
+    /// application's `[variables]` (`"{{ database_url }}"`).
     #[serde(default)]
-    #[expect(dead_code, reason = "served with spin:variables")]
     pub variables: BTreeMap<String, String>,
     /// Environment variables the component's WASI environment holds.
     #[serde(default)]
@@ -241,10 +240,9 @@ impl Manifest {
                 _ => {}
             }
         }
-        for (name, variable) in &self.variables {
-            if variable.required && variable.default.is_some() {
-                bail!("variable `{name}` is required and has a default; choose one");
-            }
+        variables::check_declared(&self.variables)?;
+        for (name, component) in &self.component {
+            variables::check_component_table(name, &component.variables, &self.variables)?;
         }
         Ok(())
     }
@@ -303,6 +301,21 @@ mod tests {
     fn manifest_version_one_is_refused() {
         let text = MINIMAL.replace("spin_manifest_version = 2", "spin_manifest_version = 1");
         assert!(parse(&text).is_err());
+    }
+
+    #[test]
+    fn a_component_variable_naming_an_undeclared_application_variable_is_refused() {
+        let text = MINIMAL.replace(
+            "[component.meta.build]",
+            "[component.meta.variables]\nurl = \"{{ database_url }}\"\n[component.meta.build]",
+        );
+        let error = format!("{:#}", parse(&text).unwrap_err());
+        assert!(error.contains("`database_url`"), "{error}");
+        let declared = text.replace(
+            "[[trigger.http]]",
+            "[variables]\ndatabase_url = { required = true }\n[[trigger.http]]",
+        );
+        parse(&declared).unwrap();
     }
 
     #[test]

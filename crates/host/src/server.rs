@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -26,6 +27,7 @@ use arena_common::Problem;
 use crate::problem;
 use crate::request_id;
 use crate::routes::{RouteMatch, Router};
+use crate::runtime::chaining::{Dispatch, Target};
 use crate::runtime::{ComponentHandler, RequestTrace};
 
 /// Connections held open at once; further clients wait in the listen backlog.
@@ -105,66 +107,109 @@ pub async fn serve(
 }
 
 impl Application {
+    /// A client's request.
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let trace = RequestTrace::new(&request_id::from_request(request.headers()));
+        let request =
+            request.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
+        self.respond(request, Target::Router, Caller::Client(peer), trace)
+            .await
+    }
+
+    /// Routes `request` to its component, answers problems the host raises
+    /// itself, and logs the request.
+    async fn respond(
+        &self,
+        request: GuestRequest,
+        target: Target,
+        caller: Caller,
+        trace: Arc<RequestTrace>,
+    ) -> Response<Body> {
         let started = Instant::now();
-        let request_id = request_id::from_request(request.headers());
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let route = self.router.route(&path);
+        let route = match &target {
+            Target::Router => self.router.route(&path),
+            Target::Component(name) => self.component_route(name, &path),
+        };
 
         let outcome = match &route {
-            Some(route) => self.dispatch(request, route, peer, &request_id).await,
+            Some(route) => self.dispatch(request, route, &caller, &trace).await,
             None => Err(problem::no_route(&path)),
         };
         let mut response =
-            outcome.unwrap_or_else(|problem| problem::render(problem, &path, &request_id));
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            outcome.unwrap_or_else(|problem| problem::render(problem, &path, &trace.id));
+        if let Ok(value) = HeaderValue::from_str(&trace.id) {
             response.headers_mut().insert(request_id::HEADER, value);
         }
 
         tracing::info!(
             target: "arena::request",
-            request_id = %request_id,
+            request_id = %trace.id,
             method = %method,
             path = %path,
             route = route.as_ref().map(|r| r.route),
             component = route.as_ref().map(|r| r.component),
+            caller = caller.component(),
             status = response.status().as_u16(),
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         );
         response
     }
 
+    /// Spin's route for a request chained straight to a component
+    /// (`NAME.spin.internal`): the whole path is its path info.
+    fn component_route<'a>(&'a self, name: &str, path: &str) -> Option<RouteMatch<'a>> {
+        let (component, _) = self.components.get_key_value(name)?;
+        Some(RouteMatch {
+            component,
+            route: "/...",
+            component_route: "",
+            path_info: path.to_owned(),
+            params: Vec::new(),
+        })
+    }
+
     async fn dispatch(
         &self,
-        request: Request<Incoming>,
+        request: GuestRequest,
         route: &RouteMatch<'_>,
-        peer: SocketAddr,
-        request_id: &str,
+        caller: &Caller,
+        trace: &Arc<RequestTrace>,
     ) -> Result<Response<Body>, Problem> {
         let handler = self
             .components
             .get(route.component)
             .ok_or_else(problem::component_failed)?;
-        if declared_length(&request).is_some_and(|length| length > self.max_request_body) {
+        if declared_length(request.headers()).is_some_and(|length| length > self.max_request_body) {
             return Err(problem::body_too_large(self.max_request_body));
         }
-        let _permit = self
-            .requests
-            .acquire()
-            .await
-            .map_err(|_closed| problem::shutting_down())?;
-        let request = guest_request(request, route, peer, request_id, &self.base)?;
+        // Only clients wait for a permit: a chained request waiting for one
+        // while its caller holds another could deadlock a saturated host.
+        // Chained requests are bounded by the instance pool and the chain depth.
+        let _permit = match caller {
+            Caller::Client(_) => Some(
+                self.requests
+                    .acquire()
+                    .await
+                    .map_err(|_closed| problem::shutting_down())?,
+            ),
+            Caller::Component(_) => None,
+        };
+        let peer = match caller {
+            Caller::Client(peer) => Some(*peer),
+            Caller::Component(_) => None,
+        };
+        let request = guest_request(request, route, peer, &trace.id, &self.base)?;
         let request = limit_body(request, self.max_request_body);
-        let trace = RequestTrace::new(request_id);
         match handler.handle(trace.clone(), request).await {
             Ok(response) => Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync())),
             Err(error) => {
-                let problem = classify_failure(&error, &trace);
+                let problem = classify_failure(&error, trace);
                 // `{:#}`, not `{:?}`: resolving the error's backtrace costs
                 // hundreds of milliseconds and the trap is already logged.
                 tracing::error!(
-                    request_id,
+                    request_id = %trace.id,
                     component = route.component,
                     status = problem.status().as_u16(),
                     "component failed: {error:#}"
@@ -175,14 +220,65 @@ impl Application {
     }
 }
 
-fn declared_length(request: &Request<Incoming>) -> Option<u64> {
-    request
-        .headers()
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+/// A request on its way to a component, from a client or a component.
+type GuestRequest = wasmtime_wasi_http::handler::Request;
+
+/// Who sent a request.
+enum Caller {
+    Client(SocketAddr),
+    /// A component of this application (a chained request).
+    Component(Arc<str>),
+}
+
+impl Caller {
+    fn component(&self) -> Option<&str> {
+        match self {
+            Caller::Client(_) => None,
+            Caller::Component(name) => Some(name),
+        }
+    }
+}
+
+impl Dispatch for Application {
+    fn dispatch(
+        self: Arc<Self>,
+        target: Target,
+        request: GuestRequest,
+        caller: Arc<str>,
+        parent: Option<Arc<RequestTrace>>,
+    ) -> BoxFuture<'static, Result<wasmtime_wasi_http::handler::Response, wasmtime_wasi_http::Error>>
+    {
+        Box::pin(async move {
+            let trace = match parent {
+                Some(parent) => parent
+                    .chained()
+                    .ok_or(wasmtime_wasi_http::Error::LoopDetected)?,
+                None => RequestTrace::new(&uuid::Uuid::now_v7().to_string()),
+            };
+            if let Target::Component(name) = &target
+                && !self.components.contains_key(name)
+            {
+                return Err(wasmtime_wasi_http::Error::DestinationNotFound);
+            }
+            let response = self
+                .respond(request, target, Caller::Component(caller), trace)
+                .await;
+            Ok(response.map(|body| body.map_err(into_wasi_error).boxed_unsync()))
+        })
+    }
+}
+
+/// Bodies the host answers with fail with `wasi:http` errors, or with
+/// errors of their own that the calling component sees as internal.
+fn into_wasi_error(error: BoxError) -> wasmtime_wasi_http::Error {
+    match error.downcast::<wasmtime_wasi_http::Error>() {
+        Ok(error) => *error,
+        Err(other) => wasmtime_wasi_http::Error::InternalError(Some(other.to_string())),
+    }
+}
+
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Spin's request metadata headers, set by the host and never by the client.
@@ -198,14 +294,15 @@ mod spin_headers {
 }
 
 /// Turns the client's request into the one the component sees: an absolute
-/// URL, Spin's metadata headers and the request id.
+/// URL, Spin's metadata headers and the request id. `peer` is `None` for a
+/// chained request, which has no client address.
 fn guest_request(
-    request: Request<Incoming>,
+    request: GuestRequest,
     route: &RouteMatch<'_>,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     request_id: &str,
     base: &str,
-) -> Result<wasmtime_wasi_http::handler::Request, Problem> {
+) -> Result<GuestRequest, Problem> {
     let (mut parts, body) = request.into_parts();
     let authority = parts
         .headers
@@ -239,13 +336,14 @@ fn guest_request(
     set(spin_headers::COMPONENT_ROUTE, route.component_route);
     set(spin_headers::RAW_COMPONENT_ROUTE, route.route);
     set(spin_headers::BASE_PATH, base);
-    set(spin_headers::CLIENT_ADDR, &peer.to_string());
+    if let Some(peer) = peer {
+        set(spin_headers::CLIENT_ADDR, &peer.to_string());
+    }
     for (name, value) in &route.params {
         set(&format!("{}{name}", spin_headers::PATH_MATCH_PREFIX), value);
     }
     set(request_id::HEADER, request_id);
 
-    let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
     Ok(Request::from_parts(parts, body))
 }
 
@@ -257,10 +355,12 @@ fn limit_body(
 ) -> wasmtime_wasi_http::handler::Request {
     request.map(|body| {
         http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-            .map_err(move |error| match error.downcast::<wasmtime_wasi_http::Error>() {
-                Ok(inner) => *inner,
-                Err(_over_limit) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
-            })
+            .map_err(
+                move |error| match error.downcast::<wasmtime_wasi_http::Error>() {
+                    Ok(inner) => *inner,
+                    Err(_over_limit) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
+                },
+            )
             .boxed_unsync()
     })
 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -15,10 +15,15 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::migrate;
+use crate::allowed_hosts::AllowedHosts;
 use crate::manifest::{App, Route};
 use crate::routes::Router;
-use crate::runtime::{CompileCache, Limits, Runtime};
+use crate::runtime::chaining::Dispatch;
+use crate::runtime::{CompileCache, ComponentConfig, Limits, Runtime};
+use crate::runtime_config::RuntimeConfig;
 use crate::server::{self, Application};
+use crate::variables::Variables;
+use crate::variables::providers::{EnvProvider, Provider};
 
 /// Spin's default address.
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -33,7 +38,8 @@ pub struct Up {
     #[arg(long, short = 'f', env = "ARENA_MANIFEST", default_value = "spin.toml")]
     manifest: PathBuf,
 
-    /// Spin runtime configuration file.
+    /// Spin runtime configuration file (what `spin up --runtime-config-file`
+    /// reads); this host reads its `static` variables providers.
     #[arg(long, env = "ARENA_RUNTIME_CONFIG")]
     runtime_config: Option<PathBuf>,
 
@@ -83,19 +89,22 @@ impl Up {
             manifest = %self.manifest.display(),
             "starting"
         );
-        if self.build {
-            super::build::build(&app, &[]).await?;
-        }
-        if let Some(path) = &self.runtime_config {
-            check_runtime_config(path)?;
-        }
         if self.max_concurrent_requests == 0 {
             bail!("--max-concurrent-requests must be at least 1");
+        }
+        if self.build {
+            super::build::build(&app, &[]).await?;
         }
         let migrations = match self.no_migrate {
             true => None,
             false => Some(self.database.load(&app).await?),
         };
+        let runtime_config = match &self.runtime_config {
+            Some(path) => RuntimeConfig::load(path)?,
+            None => RuntimeConfig::default(),
+        };
+        let variables = resolve_variables(&app, &runtime_config)?;
+        let configs = component_configs(&app, &variables)?;
 
         let runtime = Runtime::new(Limits {
             request_timeout: self.request_timeout,
@@ -106,7 +115,7 @@ impl Up {
             max_instances: self.max_concurrent_requests * 2,
         })?;
         let cache = CompileCache::new(self.cache_dir.clone().unwrap_or_else(default_cache_dir));
-        let components = load_components(&app, &runtime, &cache).await?;
+        let components = load_components(&app, &runtime, &configs, &cache).await?;
 
         let routes = app
             .manifest
@@ -150,6 +159,9 @@ impl Up {
             max_request_body: self.max_request_body_mib << 20,
             base: app.base().to_owned(),
         });
+        runtime
+            .application()
+            .set(Arc::downgrade(&application) as Weak<dyn Dispatch>);
         server::serve(listener, application, shutdown_signal()).await?;
         drop(runtime);
         Ok(())
@@ -161,6 +173,7 @@ impl Up {
 async fn load_components(
     app: &App,
     runtime: &Runtime,
+    configs: &HashMap<String, ComponentConfig>,
     cache: &CompileCache,
 ) -> anyhow::Result<HashMap<String, crate::runtime::ComponentHandler>> {
     let started = Instant::now();
@@ -184,7 +197,8 @@ async fn load_components(
                         .iter()
                         .map(|(key, value)| (key.clone(), value.clone()))
                         .collect();
-                    let (handler, origin) = runtime.load(name, &path, environment, cache)?;
+                    let config = configs[name].clone();
+                    let (handler, origin) = runtime.load(name, &path, environment, config, cache)?;
                     tracing::info!(
                         component = %name,
                         origin = ?origin,
@@ -208,17 +222,42 @@ async fn load_components(
     Ok(loaded)
 }
 
-/// The runtime configuration must at least be valid TOML; the sections this
-/// host reads arrive with the data-plane work.
-fn check_runtime_config(path: &std::path::Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read runtime config `{}`", path.display()))?;
-    let table: toml::Table = toml::from_str(&text)
-        .with_context(|| format!("invalid runtime config `{}`", path.display()))?;
-    for section in table.keys() {
-        tracing::warn!(%section, "runtime config section not used by this host");
+/// Gives every application variable its value: the environment first, then
+/// the runtime config's providers, then the manifest's defaults.
+fn resolve_variables(app: &App, runtime_config: &RuntimeConfig) -> anyhow::Result<Variables> {
+    let declared = &app.manifest.variables;
+    for name in runtime_config.undeclared_names(|name| declared.contains_key(name)) {
+        tracing::warn!(
+            variable = name,
+            "the runtime config gives a value for `{name}`, which the manifest's `[variables]` does not declare"
+        );
     }
-    Ok(())
+    let environment = EnvProvider::new();
+    let providers: Vec<&dyn Provider> = std::iter::once(&environment as &dyn Provider)
+        .chain(runtime_config.providers())
+        .collect();
+    Variables::resolve(declared, &providers)
+}
+
+/// Each component's variables and allowed destinations, with templates
+/// filled in; fails on the first invalid entry.
+fn component_configs(
+    app: &App,
+    variables: &Variables,
+) -> anyhow::Result<HashMap<String, ComponentConfig>> {
+    app.manifest
+        .component
+        .iter()
+        .map(|(name, component)| {
+            let allowed_hosts = AllowedHosts::parse(&component.allowed_outbound_hosts, variables)
+                .with_context(|| format!("component `{name}`"))?;
+            let config = ComponentConfig {
+                variables: Arc::new(variables.for_component(name, &component.variables)?),
+                allowed_hosts: Arc::new(allowed_hosts),
+            };
+            Ok((name.clone(), config))
+        })
+        .collect()
 }
 
 fn default_cache_dir() -> PathBuf {

@@ -15,9 +15,9 @@ struct Provided {
     version: &'static str,
 }
 
-/// What Wasmtime's WASI and `wasi:http` implementations give every component.
-/// Rust's standard library imports the WASI 0.2 families; spin-sdk 7 imports
-/// the `wasi:http` 0.3 ones.
+/// What Wasmtime's WASI and `wasi:http` implementations give every component,
+/// and the Spin interfaces this host implements. Rust's standard library
+/// imports the WASI 0.2 families; spin-sdk 7 imports the `wasi:http` 0.3 ones.
 const PROVIDED: &[Provided] = &[
     Provided {
         package: "wasi:cli",
@@ -58,6 +58,10 @@ const PROVIDED: &[Provided] = &[
     Provided {
         package: "wasi:http",
         version: "0.3.0",
+    },
+    Provided {
+        package: "spin:variables",
+        version: "3.0.0",
     },
 ];
 
@@ -112,6 +116,12 @@ mod tests {
         assert!(is_provided("wasi:http/types@0.3.0"));
         assert!(!is_provided("wasi:http/types@0.3.1-rc"));
         assert!(!is_provided("wasi:http/types@0.2.0"));
+    }
+
+    #[test]
+    fn spin_variables_3_is_provided() {
+        assert!(is_provided("spin:variables/variables@3.0.0"));
+        assert!(!is_provided("spin:variables/variables@2.0.0"));
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! component a handler that runs every request in a fresh instance.
 
 mod cache;
+pub mod chaining;
 mod imports;
 mod outbound;
 mod output;
+mod variables;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +28,12 @@ use wasmtime_wasi_http::handler::{
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub use cache::{CompileCache, Origin};
+use chaining::ApplicationHandle;
 use outbound::OutboundHttp;
 use output::ComponentOutput;
+
+use crate::allowed_hosts::AllowedHosts;
+use crate::variables::ComponentVariables;
 
 /// How often the epoch advances. A guest stuck in a loop yields to the host
 /// at the next tick, which is what lets a request time limit fire.
@@ -61,6 +67,8 @@ pub struct Limits {
 pub struct RequestTrace {
     pub id: Arc<str>,
     timed_out: AtomicBool,
+    /// Requests chained before this one (see `chaining`); 0 for a client's.
+    depth: u32,
 }
 
 impl RequestTrace {
@@ -68,6 +76,7 @@ impl RequestTrace {
         Arc::new(RequestTrace {
             id: id.into(),
             timed_out: AtomicBool::new(false),
+            depth: 0,
         })
     }
 
@@ -89,6 +98,11 @@ pub struct InstanceState {
     limits: StoreLimits,
     outbound: OutboundHttp,
     request: RequestSlot,
+    variables: Arc<ComponentVariables>,
+    /// Destinations the component may reach; outbound PostgreSQL checks
+    /// addresses with `allowed_hosts.allows(url)`.
+    #[expect(dead_code, reason = "read by outbound PostgreSQL")]
+    allowed_hosts: Arc<AllowedHosts>,
 }
 
 impl WasiView for InstanceState {
@@ -115,7 +129,15 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<InstanceState>,
     limits: Arc<Limits>,
+    application: ApplicationHandle,
     _epoch: EpochTicker,
+}
+
+/// What a component may read and reach, from its manifest table.
+#[derive(Clone)]
+pub struct ComponentConfig {
+    pub variables: Arc<ComponentVariables>,
+    pub allowed_hosts: Arc<AllowedHosts>,
 }
 
 impl Runtime {
@@ -144,13 +166,21 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        variables::add_to_linker(&mut linker)?;
 
         Ok(Runtime {
             _epoch: EpochTicker::start(engine.clone()),
             engine,
             linker,
             limits: Arc::new(limits),
+            application: ApplicationHandle::default(),
         })
+    }
+
+    /// Where components send requests to their own application; connect it
+    /// once the server exists.
+    pub fn application(&self) -> &ApplicationHandle {
+        &self.application
     }
 
     /// Compiles (or loads from `cache`) the component at `path` and checks
@@ -160,6 +190,7 @@ impl Runtime {
         name: &str,
         path: &std::path::Path,
         environment: Vec<(String, String)>,
+        config: ComponentConfig,
         cache: &CompileCache,
     ) -> anyhow::Result<(ComponentHandler, Origin)> {
         let (component, origin) = cache
@@ -180,6 +211,8 @@ impl Runtime {
             name: name.into(),
             pre: ProxyPre::P3(pre),
             environment,
+            config,
+            application: self.application.clone(),
             engine: self.engine.clone(),
             limits: self.limits.clone(),
         };
@@ -207,6 +240,8 @@ pub struct ComponentState {
     name: Arc<str>,
     pre: ProxyPre<InstanceState>,
     environment: Vec<(String, String)>,
+    config: ComponentConfig,
+    application: ApplicationHandle,
     engine: Engine,
     limits: Arc<Limits>,
 }
@@ -227,10 +262,15 @@ impl ComponentState {
             wasi,
             http: WasiHttpCtx::new(),
             limits,
-            outbound: OutboundHttp {
-                component: self.name.clone(),
-            },
+            outbound: OutboundHttp::new(
+                self.name.clone(),
+                self.config.allowed_hosts.clone(),
+                request.clone(),
+                self.application.clone(),
+            ),
             request: request.clone(),
+            variables: self.config.variables.clone(),
+            allowed_hosts: self.config.allowed_hosts.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
