@@ -122,10 +122,8 @@ pub struct Component {
     pub source: Source,
     #[serde(rename = "description")]
     _description: Option<IgnoredAny>,
-    /// Destinations the component may reach; until outbound networking is
-    /// enforced, the host refuses every outbound request.
+    /// Destinations the component may reach.
     #[serde(default)]
-    #[expect(dead_code, reason = "enforced with outbound HTTP and PostgreSQL")]
     pub allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     #[expect(dead_code, reason = "served with spin:variables")]

@@ -257,10 +257,12 @@ fn limit_body(
 ) -> wasmtime_wasi_http::handler::Request {
     request.map(|body| {
         http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-            .map_err(move |error| match error.downcast::<wasmtime_wasi_http::Error>() {
-                Ok(inner) => *inner,
-                Err(_over_limit) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
-            })
+            .map_err(
+                move |error| match error.downcast::<wasmtime_wasi_http::Error>() {
+                    Ok(inner) => *inner,
+                    Err(_over_limit) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
+                },
+            )
             .boxed_unsync()
     })
 }

@@ -15,7 +15,8 @@ use tokio::sync::Semaphore;
 
 use crate::manifest::{App, Route};
 use crate::routes::Router;
-use crate::runtime::{CompileCache, Limits, Runtime};
+use crate::runtime::postgres::Destinations;
+use crate::runtime::{CompileCache, ComponentConfig, Limits, Runtime};
 use crate::server::{self, Application};
 
 /// Spin's default address.
@@ -159,12 +160,16 @@ async fn load_components(
                         );
                     }
                     let component_started = Instant::now();
-                    let environment = app.manifest.component[name]
-                        .environment
-                        .iter()
-                        .map(|(key, value)| (key.clone(), value.clone()))
-                        .collect();
-                    let (handler, origin) = runtime.load(name, &path, environment, cache)?;
+                    let component = &app.manifest.component[name];
+                    let config = ComponentConfig {
+                        environment: component
+                            .environment
+                            .iter()
+                            .map(|(key, value)| (key.clone(), value.clone()))
+                            .collect(),
+                        postgres: Arc::new(PostgresHosts(component.allowed_outbound_hosts.clone())),
+                    };
+                    let (handler, origin) = runtime.load(name, &path, config, cache)?;
                     tracing::info!(
                         component = %name,
                         origin = ?origin,
@@ -216,5 +221,15 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         _ = terminate.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// The `postgres://host:port` entries of a component's `allowed_outbound_hosts`.
+struct PostgresHosts(Vec<String>);
+
+impl Destinations for PostgresHosts {
+    fn allows(&self, host: &str, port: u16) -> bool {
+        let destination = format!("postgres://{host}:{port}");
+        self.0.iter().any(|allowed| *allowed == destination)
     }
 }

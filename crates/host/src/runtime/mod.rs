@@ -5,6 +5,7 @@ mod cache;
 mod imports;
 mod outbound;
 mod output;
+pub mod postgres;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +29,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub use cache::{CompileCache, Origin};
 use outbound::OutboundHttp;
 use output::ComponentOutput;
+use postgres::{Destinations, Pools, PostgresCtx, PostgresView};
 
 /// How often the epoch advances. A guest stuck in a loop yields to the host
 /// at the next tick, which is what lets a request time limit fire.
@@ -88,7 +90,17 @@ pub struct InstanceState {
     http: WasiHttpCtx,
     limits: StoreLimits,
     outbound: OutboundHttp,
+    postgres: PostgresCtx,
     request: RequestSlot,
+}
+
+impl InstanceState {
+    fn postgres(&mut self) -> PostgresView<'_> {
+        PostgresView {
+            ctx: &self.postgres,
+            table: &mut self.table,
+        }
+    }
 }
 
 impl WasiView for InstanceState {
@@ -115,6 +127,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<InstanceState>,
     limits: Arc<Limits>,
+    /// PostgreSQL connections, pooled across every instance of the app.
+    pools: Arc<Pools>,
     _epoch: EpochTicker,
 }
 
@@ -144,22 +158,24 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        postgres::add_to_linker(&mut linker, InstanceState::postgres)?;
 
         Ok(Runtime {
             _epoch: EpochTicker::start(engine.clone()),
             engine,
             linker,
             limits: Arc::new(limits),
+            pools: Arc::default(),
         })
     }
 
     /// Compiles (or loads from `cache`) the component at `path` and checks
-    /// that this host can run it. `environment` is what its WASI environment holds.
+    /// that this host can run it.
     pub fn load(
         &self,
         name: &str,
         path: &std::path::Path,
-        environment: Vec<(String, String)>,
+        config: ComponentConfig,
         cache: &CompileCache,
     ) -> anyhow::Result<(ComponentHandler, Origin)> {
         let (component, origin) = cache
@@ -179,12 +195,21 @@ impl Runtime {
         let state = ComponentState {
             name: name.into(),
             pre: ProxyPre::P3(pre),
-            environment,
+            config,
+            pools: self.pools.clone(),
             engine: self.engine.clone(),
             limits: self.limits.clone(),
         };
         Ok((ComponentHandler(ProxyHandler::new(state)), origin))
     }
+}
+
+/// What the manifest says about one component, as the runtime needs it.
+pub struct ComponentConfig {
+    /// What its WASI environment holds.
+    pub environment: Vec<(String, String)>,
+    /// The PostgreSQL servers it may reach.
+    pub postgres: Arc<dyn Destinations>,
 }
 
 /// Dispatches requests to one component.
@@ -206,7 +231,8 @@ impl ComponentHandler {
 pub struct ComponentState {
     name: Arc<str>,
     pre: ProxyPre<InstanceState>,
-    environment: Vec<(String, String)>,
+    config: ComponentConfig,
+    pools: Arc<Pools>,
     engine: Engine,
     limits: Arc<Limits>,
 }
@@ -217,7 +243,7 @@ impl ComponentState {
         let wasi = WasiCtx::builder()
             .stdout(output("stdout"))
             .stderr(output("stderr"))
-            .envs(&self.environment)
+            .envs(&self.config.environment)
             .build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
@@ -228,6 +254,11 @@ impl ComponentState {
             http: WasiHttpCtx::new(),
             limits,
             outbound: OutboundHttp {
+                component: self.name.clone(),
+            },
+            postgres: PostgresCtx {
+                pools: self.pools.clone(),
+                destinations: self.config.postgres.clone(),
                 component: self.name.clone(),
             },
             request: request.clone(),
