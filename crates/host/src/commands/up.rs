@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,9 @@ use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::manifest::{App, Route};
+use crate::manifest::{App, HttpTrigger, Route};
 use crate::routes::Router;
+use crate::runtime::compose;
 use crate::runtime::postgres::Destinations;
 use crate::runtime::{CompileCache, ComponentConfig, Limits, Runtime};
 use crate::server::{self, Application};
@@ -96,15 +97,19 @@ impl Up {
         let cache = CompileCache::new(self.cache_dir.clone().unwrap_or_else(default_cache_dir));
         let components = load_components(&app, &runtime, &cache).await?;
 
-        let routes = app
+        let routes: Vec<(&str, String)> = app
             .manifest
             .trigger
             .http
             .iter()
             .filter_map(|trigger| match &trigger.route {
-                Route::Path(route) => Some((route.as_str(), trigger.component.as_str())),
+                Route::Path(route) => Some((route.as_str(), trigger.handler())),
                 Route::Private(_) => None,
-            });
+            })
+            .collect();
+        let routes = routes
+            .iter()
+            .map(|(route, handler)| (*route, handler.as_str()));
         let (router, duplicates) = Router::build(app.base(), routes);
         for duplicate in duplicates {
             tracing::warn!(
@@ -145,38 +150,27 @@ async fn load_components(
     cache: &CompileCache,
 ) -> anyhow::Result<HashMap<String, crate::runtime::ComponentHandler>> {
     let started = Instant::now();
+    // One handler per distinct chain; a chain's components run composed.
+    let mut handlers: HashMap<String, &HttpTrigger> = HashMap::new();
+    for trigger in &app.manifest.trigger.http {
+        handlers.entry(trigger.handler()).or_insert(trigger);
+    }
     let loaded = std::thread::scope(|scope| {
-        let tasks: Vec<_> = app
-            .manifest
-            .component
-            .keys()
-            .map(|name| {
+        let tasks: Vec<_> = handlers
+            .into_iter()
+            .map(|(key, trigger)| {
                 scope.spawn(move || {
-                    let path = app.source_path(name)?;
-                    if !path.exists() {
-                        bail!(
-                            "component `{name}`: `{}` does not exist (run `arena build`, or `arena up --build`)",
-                            path.display()
-                        );
-                    }
-                    let component_started = Instant::now();
-                    let component = &app.manifest.component[name];
-                    let config = ComponentConfig {
-                        environment: component
-                            .environment
-                            .iter()
-                            .map(|(key, value)| (key.clone(), value.clone()))
-                            .collect(),
-                        postgres: Arc::new(PostgresHosts(component.allowed_outbound_hosts.clone())),
-                    };
-                    let (handler, origin) = runtime.load(name, &path, config, cache)?;
+                    let handler_started = Instant::now();
+                    let path = compose_chain(app, trigger, cache.dir())?;
+                    let (handler, origin) =
+                        runtime.load(&key, &path, component_config(app, trigger), cache)?;
                     tracing::info!(
-                        component = %name,
+                        component = %key,
                         origin = ?origin,
-                        ms = component_started.elapsed().as_millis() as u64,
+                        ms = handler_started.elapsed().as_millis() as u64,
                         "component ready"
                     );
-                    Ok((name.clone(), handler))
+                    Ok((key, handler))
                 })
             })
             .collect();
@@ -191,6 +185,49 @@ async fn load_components(
         "components ready"
     );
     Ok(loaded)
+}
+
+/// The Wasm that serves `trigger`: its component, composed behind its
+/// middleware when it has any.
+fn compose_chain(app: &App, trigger: &HttpTrigger, dir: &Path) -> anyhow::Result<PathBuf> {
+    let existing = |name: &str| -> anyhow::Result<PathBuf> {
+        let path = app.source_path(name)?;
+        if !path.exists() {
+            bail!(
+                "component `{name}`: `{}` does not exist (run `arena build`, or `arena up --build`)",
+                path.display()
+            );
+        }
+        Ok(path)
+    };
+    let middleware = trigger
+        .middleware()
+        .map(|name| Ok((name, existing(name)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    compose::chain(&middleware, &existing(&trigger.component)?, dir)
+}
+
+/// What the chain's components declare, together: they run in one instance,
+/// so the host cannot tell them apart.
+fn component_config(app: &App, trigger: &HttpTrigger) -> ComponentConfig {
+    let components: Vec<_> = trigger
+        .middleware()
+        .chain([trigger.component.as_str()])
+        .map(|name| &app.manifest.component[name])
+        .collect();
+    ComponentConfig {
+        environment: components
+            .iter()
+            .flat_map(|c| c.environment.iter())
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
+        postgres: Arc::new(PostgresHosts(
+            components
+                .iter()
+                .flat_map(|c| c.allowed_outbound_hosts.iter().cloned())
+                .collect(),
+        )),
+    }
 }
 
 /// The runtime configuration must at least be valid TOML; the sections this

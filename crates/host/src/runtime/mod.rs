@@ -2,6 +2,7 @@
 //! component a handler that runs every request in a fresh instance.
 
 mod cache;
+pub mod compose;
 mod imports;
 mod outbound;
 mod output;
