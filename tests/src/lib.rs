@@ -122,7 +122,13 @@ impl Arena {
         database_url: &str,
         args: &[&str],
     ) -> Result<Arena, StartFailure> {
-        Self::launch(manifest, args, &default_cache_dir(), Some(database_url), &[])
+        Self::launch(
+            manifest,
+            args,
+            &default_cache_dir(),
+            Some(database_url),
+            &[],
+        )
     }
 
     fn launch(

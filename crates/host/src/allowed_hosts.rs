@@ -87,6 +87,15 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 }
 
 impl AllowedHosts {
+    /// Every entry of every part (components composed into one instance).
+    pub fn merged<'a>(parts: impl IntoIterator<Item = &'a AllowedHosts>) -> AllowedHosts {
+        let entries = parts
+            .into_iter()
+            .flat_map(|part| part.entries.iter().cloned())
+            .collect();
+        AllowedHosts { entries }
+    }
+
     /// Parses a component's entries, filling templates in from `variables`.
     /// An error quotes the entry as written (never a value built from a
     /// secret variable).

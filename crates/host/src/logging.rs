@@ -13,7 +13,12 @@ pub enum Format {
 }
 
 pub fn init(format: Format) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // wasm-compose narrates every step of a composition at `info`; keep it
+    // quiet unless asked for by name.
+    if !std::env::var("RUST_LOG").is_ok_and(|spec| spec.contains("wasm_compose")) {
+        filter = filter.add_directive("wasm_compose=error".parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

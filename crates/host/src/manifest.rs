@@ -97,6 +97,42 @@ pub struct HttpTrigger {
     _id: Option<IgnoredAny>,
     pub route: Route,
     pub component: String,
+    #[serde(default)]
+    pub dependencies: TriggerDependencies,
+}
+
+/// `dependencies` of a trigger: the HTTP middleware in front of its component.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerDependencies {
+    /// Outermost first: the first sees the request first and the response last.
+    #[serde(default)]
+    pub middleware: Vec<ComponentRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentRef {
+    pub component: String,
+}
+
+impl HttpTrigger {
+    /// The middleware names, outermost first.
+    pub fn middleware(&self) -> impl Iterator<Item = &str> {
+        self.dependencies
+            .middleware
+            .iter()
+            .map(|m| m.component.as_str())
+    }
+
+    /// Names what serves this trigger: the component, or the middleware
+    /// chain in front of it (`auth>agents`). Triggers with the same chain
+    /// share one composed component.
+    pub fn handler(&self) -> String {
+        let mut names: Vec<&str> = self.middleware().collect();
+        names.push(&self.component);
+        names.join(">")
+    }
 }
 
 /// A trigger's route: a path pattern, or `{ private = true }` for a component
@@ -230,6 +266,13 @@ impl Manifest {
                     trigger.component
                 );
             }
+            for middleware in trigger.middleware() {
+                if !self.component.contains_key(middleware) {
+                    bail!(
+                        "trigger.http[{index}] names middleware `{middleware}`, which is not defined"
+                    );
+                }
+            }
             match &trigger.route {
                 Route::Path(route) if !route.starts_with('/') => {
                     bail!("trigger.http[{index}] route `{route}` must start with `/`")
@@ -316,6 +359,26 @@ mod tests {
             "[variables]\ndatabase_url = { required = true }\n[[trigger.http]]",
         );
         parse(&declared).unwrap();
+    }
+
+    #[test]
+    fn middleware_is_named_outermost_first_in_the_handler() {
+        let text = MINIMAL.replace(
+            "component = \"meta\"\n",
+            "component = \"meta\"\n        dependencies.middleware = [{ component = \"meta\" }]\n",
+        );
+        let manifest = parse(&text).unwrap();
+        assert_eq!(manifest.trigger.http[0].handler(), "meta>meta");
+    }
+
+    #[test]
+    fn undefined_middleware_is_refused() {
+        let text = MINIMAL.replace(
+            "component = \"meta\"\n",
+            "component = \"meta\"\n        dependencies.middleware = [{ component = \"auth\" }]\n",
+        );
+        let error = format!("{:#}", parse(&text).unwrap_err());
+        assert!(error.contains("middleware `auth`"), "{error}");
     }
 
     #[test]

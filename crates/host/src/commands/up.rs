@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -16,9 +16,10 @@ use tokio::sync::Semaphore;
 
 use super::migrate;
 use crate::allowed_hosts::AllowedHosts;
-use crate::manifest::{App, Route};
+use crate::manifest::{App, HttpTrigger, Route};
 use crate::routes::Router;
 use crate::runtime::chaining::Dispatch;
+use crate::runtime::compose;
 use crate::runtime::{CompileCache, ComponentConfig, Limits, Runtime};
 use crate::runtime_config::RuntimeConfig;
 use crate::server::{self, Application};
@@ -117,15 +118,19 @@ impl Up {
         let cache = CompileCache::new(self.cache_dir.clone().unwrap_or_else(default_cache_dir));
         let components = load_components(&app, &runtime, &configs, &cache).await?;
 
-        let routes = app
+        let routes: Vec<(&str, String)> = app
             .manifest
             .trigger
             .http
             .iter()
             .filter_map(|trigger| match &trigger.route {
-                Route::Path(route) => Some((route.as_str(), trigger.component.as_str())),
+                Route::Path(route) => Some((route.as_str(), trigger.handler())),
                 Route::Private(_) => None,
-            });
+            })
+            .collect();
+        let routes = routes
+            .iter()
+            .map(|(route, handler)| (*route, handler.as_str()));
         let (router, duplicates) = Router::build(app.base(), routes);
         for duplicate in duplicates {
             tracing::warn!(
@@ -177,35 +182,32 @@ async fn load_components(
     cache: &CompileCache,
 ) -> anyhow::Result<HashMap<String, crate::runtime::ComponentHandler>> {
     let started = Instant::now();
+    // One handler per distinct chain; a chain's components run composed.
+    let mut handlers: HashMap<String, &HttpTrigger> = HashMap::new();
+    for trigger in &app.manifest.trigger.http {
+        handlers.entry(trigger.handler()).or_insert(trigger);
+    }
     let loaded = std::thread::scope(|scope| {
-        let tasks: Vec<_> = app
-            .manifest
-            .component
-            .keys()
-            .map(|name| {
+        let tasks: Vec<_> = handlers
+            .into_iter()
+            .map(|(key, trigger)| {
                 scope.spawn(move || {
-                    let path = app.source_path(name)?;
-                    if !path.exists() {
-                        bail!(
-                            "component `{name}`: `{}` does not exist (run `arena build`, or `arena up --build`)",
-                            path.display()
-                        );
-                    }
-                    let component_started = Instant::now();
-                    let environment = app.manifest.component[name]
-                        .environment
-                        .iter()
-                        .map(|(key, value)| (key.clone(), value.clone()))
+                    let handler_started = Instant::now();
+                    let path = compose_chain(app, trigger, cache.dir())?;
+                    let parts: Vec<&ComponentConfig> = trigger
+                        .middleware()
+                        .chain([trigger.component.as_str()])
+                        .map(|name| &configs[name])
                         .collect();
-                    let config = configs[name].clone();
-                    let (handler, origin) = runtime.load(name, &path, environment, config, cache)?;
+                    let config = ComponentConfig::merged(&parts);
+                    let (handler, origin) = runtime.load(&key, &path, config, cache)?;
                     tracing::info!(
-                        component = %name,
+                        component = %key,
                         origin = ?origin,
-                        ms = component_started.elapsed().as_millis() as u64,
+                        ms = handler_started.elapsed().as_millis() as u64,
                         "component ready"
                     );
-                    Ok((name.clone(), handler))
+                    Ok((key, handler))
                 })
             })
             .collect();
@@ -239,7 +241,27 @@ fn resolve_variables(app: &App, runtime_config: &RuntimeConfig) -> anyhow::Resul
     Variables::resolve(declared, &providers)
 }
 
-/// Each component's variables and allowed destinations, with templates
+/// The Wasm that serves `trigger`: its component, composed behind its
+/// middleware when it has any.
+fn compose_chain(app: &App, trigger: &HttpTrigger, dir: &Path) -> anyhow::Result<PathBuf> {
+    let existing = |name: &str| -> anyhow::Result<PathBuf> {
+        let path = app.source_path(name)?;
+        if !path.exists() {
+            bail!(
+                "component `{name}`: `{}` does not exist (run `arena build`, or `arena up --build`)",
+                path.display()
+            );
+        }
+        Ok(path)
+    };
+    let middleware = trigger
+        .middleware()
+        .map(|name| Ok((name, existing(name)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    compose::chain(&middleware, &existing(&trigger.component)?, dir)
+}
+
+/// Each component's environment, variables and allowed destinations, with templates
 /// filled in; fails on the first invalid entry.
 fn component_configs(
     app: &App,
@@ -252,6 +274,11 @@ fn component_configs(
             let allowed_hosts = AllowedHosts::parse(&component.allowed_outbound_hosts, variables)
                 .with_context(|| format!("component `{name}`"))?;
             let config = ComponentConfig {
+                environment: component
+                    .environment
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect(),
                 variables: Arc::new(variables.for_component(name, &component.variables)?),
                 allowed_hosts: Arc::new(allowed_hosts),
             };

@@ -29,6 +29,11 @@ impl CompileCache {
         CompileCache { dir }
     }
 
+    /// Where the cache lives (composed components are written here too).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Loads the component at `path`, from the cache when it holds it.
     pub fn load(&self, engine: &Engine, path: &Path) -> anyhow::Result<(Component, Origin)> {
         let wasm = std::fs::read(path)

@@ -63,6 +63,10 @@ const PROVIDED: &[Provided] = &[
         package: "spin:variables",
         version: "3.0.0",
     },
+    Provided {
+        package: "spin:postgres",
+        version: "4.2.0",
+    },
 ];
 
 /// Whether an import name such as `wasi:http/types@0.3.0` is provided.
@@ -125,7 +129,9 @@ mod tests {
     }
 
     #[test]
-    fn spin_interfaces_are_not_provided_yet() {
+    fn only_the_spin_interfaces_the_host_implements_are_provided() {
+        assert!(is_provided("spin:postgres/postgres@4.2.0"));
+        assert!(!is_provided("spin:postgres/postgres@3.0.0"));
         assert!(!is_provided("spin:key-value/key-value@3.0.0"));
         assert!(!is_provided("fermyon:spin/llm@2.0.0"));
     }

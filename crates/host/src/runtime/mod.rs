@@ -3,9 +3,11 @@
 
 mod cache;
 pub mod chaining;
+pub mod compose;
 mod imports;
 mod outbound;
 mod output;
+pub mod postgres;
 mod variables;
 
 use std::pin::Pin;
@@ -31,6 +33,7 @@ pub use cache::{CompileCache, Origin};
 use chaining::ApplicationHandle;
 use outbound::OutboundHttp;
 use output::ComponentOutput;
+use postgres::{Pools, PostgresCtx, PostgresView};
 
 use crate::allowed_hosts::AllowedHosts;
 use crate::variables::ComponentVariables;
@@ -97,12 +100,18 @@ pub struct InstanceState {
     http: WasiHttpCtx,
     limits: StoreLimits,
     outbound: OutboundHttp,
+    postgres: PostgresCtx,
     request: RequestSlot,
     variables: Arc<ComponentVariables>,
-    /// Destinations the component may reach; outbound PostgreSQL checks
-    /// addresses with `allowed_hosts.allows(url)`.
-    #[expect(dead_code, reason = "read by outbound PostgreSQL")]
-    allowed_hosts: Arc<AllowedHosts>,
+}
+
+impl InstanceState {
+    fn postgres(&mut self) -> PostgresView<'_> {
+        PostgresView {
+            ctx: &self.postgres,
+            table: &mut self.table,
+        }
+    }
 }
 
 impl WasiView for InstanceState {
@@ -130,14 +139,38 @@ pub struct Runtime {
     linker: Linker<InstanceState>,
     limits: Arc<Limits>,
     application: ApplicationHandle,
+    /// PostgreSQL connections, pooled across every instance of the app.
+    pools: Arc<Pools>,
     _epoch: EpochTicker,
 }
 
 /// What a component may read and reach, from its manifest table.
 #[derive(Clone)]
 pub struct ComponentConfig {
+    /// What its WASI environment holds.
+    pub environment: Vec<(String, String)>,
     pub variables: Arc<ComponentVariables>,
     pub allowed_hosts: Arc<AllowedHosts>,
+}
+
+impl ComponentConfig {
+    /// The configuration of components composed into one (middleware in
+    /// front of a handler): they share an instance, so the host cannot tell
+    /// them apart and each may use what any of them declares.
+    pub fn merged(configs: &[&ComponentConfig]) -> ComponentConfig {
+        ComponentConfig {
+            environment: configs
+                .iter()
+                .flat_map(|c| c.environment.iter().cloned())
+                .collect(),
+            variables: Arc::new(ComponentVariables::merged(
+                configs.iter().map(|c| &*c.variables),
+            )),
+            allowed_hosts: Arc::new(AllowedHosts::merged(
+                configs.iter().map(|c| &*c.allowed_hosts),
+            )),
+        }
+    }
 }
 
 impl Runtime {
@@ -167,6 +200,7 @@ impl Runtime {
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
         variables::add_to_linker(&mut linker)?;
+        postgres::add_to_linker(&mut linker, InstanceState::postgres)?;
 
         Ok(Runtime {
             _epoch: EpochTicker::start(engine.clone()),
@@ -174,6 +208,7 @@ impl Runtime {
             linker,
             limits: Arc::new(limits),
             application: ApplicationHandle::default(),
+            pools: Arc::default(),
         })
     }
 
@@ -184,12 +219,11 @@ impl Runtime {
     }
 
     /// Compiles (or loads from `cache`) the component at `path` and checks
-    /// that this host can run it. `environment` is what its WASI environment holds.
+    /// that this host can run it.
     pub fn load(
         &self,
         name: &str,
         path: &std::path::Path,
-        environment: Vec<(String, String)>,
         config: ComponentConfig,
         cache: &CompileCache,
     ) -> anyhow::Result<(ComponentHandler, Origin)> {
@@ -210,9 +244,9 @@ impl Runtime {
         let state = ComponentState {
             name: name.into(),
             pre: ProxyPre::P3(pre),
-            environment,
             config,
             application: self.application.clone(),
+            pools: self.pools.clone(),
             engine: self.engine.clone(),
             limits: self.limits.clone(),
         };
@@ -239,9 +273,9 @@ impl ComponentHandler {
 pub struct ComponentState {
     name: Arc<str>,
     pre: ProxyPre<InstanceState>,
-    environment: Vec<(String, String)>,
     config: ComponentConfig,
     application: ApplicationHandle,
+    pools: Arc<Pools>,
     engine: Engine,
     limits: Arc<Limits>,
 }
@@ -252,7 +286,7 @@ impl ComponentState {
         let wasi = WasiCtx::builder()
             .stdout(output("stdout"))
             .stderr(output("stderr"))
-            .envs(&self.environment)
+            .envs(&self.config.environment)
             .build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
@@ -268,9 +302,13 @@ impl ComponentState {
                 request.clone(),
                 self.application.clone(),
             ),
+            postgres: PostgresCtx {
+                pools: self.pools.clone(),
+                destinations: self.config.allowed_hosts.clone(),
+                component: self.name.clone(),
+            },
             request: request.clone(),
             variables: self.config.variables.clone(),
-            allowed_hosts: self.config.allowed_hosts.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);

@@ -237,6 +237,24 @@ pub enum GetError {
 }
 
 impl ComponentVariables {
+    /// The variables of components composed into one instance (middleware
+    /// and its handler): each may read any of them; a later component's
+    /// value wins on a shared name.
+    pub fn merged<'a>(
+        parts: impl IntoIterator<Item = &'a ComponentVariables>,
+    ) -> ComponentVariables {
+        let mut names = Vec::new();
+        let mut values = HashMap::new();
+        for part in parts {
+            names.push(part.component.as_str());
+            values.extend(part.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        ComponentVariables {
+            component: names.join(">"),
+            values,
+        }
+    }
+
     pub fn get(&self, name: &str) -> Result<String, GetError> {
         if let Err(reason) = check_name(name) {
             return Err(GetError::InvalidName(format!(
