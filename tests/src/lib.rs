@@ -27,11 +27,16 @@ const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 const DATABASE_URL_ENV: &str = "SPIN_VARIABLE_DATABASE_URL";
 
 /// The repository root.
+///
+/// Read at run time first (`cargo test` sets `CARGO_MANIFEST_DIR` for the test
+/// binary): this library is built once per target directory, and worktrees of
+/// the repository sharing one would otherwise all see the root of whichever
+/// built it last.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().unwrap().to_path_buf()
 }
 
 /// The `arena` binary: `$ARENA_BIN`, else the one beside this test's own

@@ -17,6 +17,7 @@
 //! | unique violation | 23505 | 409 `conflict` |
 //! | foreign-key violation | 23503 | 409 `conflict` |
 //! | check violation | 23514 | 400 `validation_failed` |
+//! | text with a character the database cannot store (`\u0000`) | 22021, 22P05 | 400 `validation_failed` |
 //! | serialization failure, deadlock | 40001, 40P01 | 503 `unavailable`, `Retry-After: 1` |
 //! | connection failures, server shutting down or full | class 08, 57P01–57P03, 53300 | 503 `upstream_unavailable` |
 //! | anything else, and rows that do not decode | | 500 `internal`, the cause logged and not sent |

@@ -116,6 +116,9 @@ impl From<DbError> for Problem {
             Some(Sqlstate::CheckViolation) => {
                 Problem::validation_failed("a value is outside the range the database allows")
             }
+            Some(Sqlstate::UnstorableCharacter) => Problem::validation_failed(
+                "a text value contains a character the database cannot store, such as U+0000",
+            ),
             Some(Sqlstate::TransientConflict) => Problem::new(
                 ProblemCode::Unavailable,
                 "the request collided with a concurrent one and changed nothing; retry it",
@@ -138,6 +141,10 @@ enum Sqlstate {
     UniqueViolation,
     ForeignKeyViolation,
     CheckViolation,
+    /// Text the client sent holds a character PostgreSQL cannot store: U+0000,
+    /// which JSON allows as `\u0000` and `text` does not, or one outside a
+    /// non-Unicode server encoding.
+    UnstorableCharacter,
     /// Retrying the same transaction may well succeed.
     TransientConflict,
     /// The server cannot serve now.
@@ -151,6 +158,8 @@ impl Sqlstate {
             "23505" => Self::UniqueViolation,
             "23503" => Self::ForeignKeyViolation,
             "23514" => Self::CheckViolation,
+            // character_not_in_repertoire, untranslatable_character
+            "22021" | "22P05" => Self::UnstorableCharacter,
             // serialization_failure, deadlock_detected
             "40001" | "40P01" => Self::TransientConflict,
             // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
@@ -250,6 +259,17 @@ pub(crate) mod tests {
             answer(server_error("23514", Some("agents_temperature_check"))),
             (StatusCode::BAD_REQUEST, ProblemCode::ValidationFailed)
         );
+    }
+
+    #[test]
+    fn text_the_database_cannot_store_is_a_client_error() {
+        // PostgreSQL refuses U+0000 in `text` with 22021, whatever the column.
+        for code in ["22021", "22P05"] {
+            let problem = Problem::from(server_error(code, None));
+            assert_eq!(problem.status(), StatusCode::BAD_REQUEST, "{code}");
+            assert_eq!(problem.code(), ProblemCode::ValidationFailed);
+            assert!(problem.detail().contains("U+0000"), "{}", problem.detail());
+        }
     }
 
     #[test]
