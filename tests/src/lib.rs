@@ -136,6 +136,24 @@ impl Arena {
         )
     }
 
+    /// [`Self::start_with_database`] with extra environment variables
+    /// (`SPIN_VARIABLE_*`).
+    pub fn start_with_database_and_env(
+        manifest: &str,
+        database_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Arena {
+        Self::launch(
+            manifest,
+            args,
+            &default_cache_dir(),
+            Some(database_url),
+            env,
+        )
+        .unwrap_or_else(|failure| panic!("arena up failed to start:\n{}", failure.messages()))
+    }
+
     fn launch(
         manifest: &str,
         args: &[&str],
@@ -340,6 +358,23 @@ impl TestDatabase {
     /// The URL `arena` and components use.
     pub fn url(&self) -> String {
         format!("{}/{}?sslmode=disable", self.server, self.name)
+    }
+
+    /// The server's `host:port`, as `allowed_outbound_hosts` names it
+    /// (`postgres://{address}`).
+    pub fn address(&self) -> String {
+        let authority = self
+            .server
+            .split_once("://")
+            .map_or(self.server.as_str(), |(_, rest)| rest);
+        let authority = authority.split(['/', '?']).next().unwrap_or_default();
+        let host_port = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host_port)| host_port);
+        match host_port.rsplit_once(':') {
+            Some((_, port)) if port.parse::<u16>().is_ok() => host_port.to_owned(),
+            _ => format!("{host_port}:5432"),
+        }
     }
 
     pub fn connect(&self) -> postgres::Client {

@@ -2,7 +2,8 @@
 //!
 //! | Route | Module | Answers |
 //! |---|---|---|
-//! | `GET /v1/health` | `health` | `{"status":"ok","version":...}` |
+//! | `GET /v1/health` | `health` | `{"status":"ok","version":...}`: liveness, checks nothing else |
+//! | `GET /v1/ready` | `ready` | each dependency (PostgreSQL, ...) `up` or `down`; `503` when a required one is down |
 //! | `GET /v1/openapi.json` | `openapi` | the OpenAPI 3.1 [`document`] of the whole API |
 //! | `GET /docs` | `docs` | that document as a browsable HTML reference |
 //!
@@ -16,6 +17,7 @@
 mod docs;
 mod health;
 mod openapi;
+mod ready;
 
 pub use openapi::{document, openapi};
 
@@ -30,6 +32,7 @@ const READ_ONLY: &[Method] = &[Method::GET, Method::HEAD];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Health,
+    Ready,
     OpenApi,
     Docs,
 }
@@ -38,6 +41,7 @@ enum Route {
 /// the query string plays no part.
 const ROUTES: &[(&str, Route)] = &[
     ("/v1/health", Route::Health),
+    ("/v1/ready", Route::Ready),
     ("/v1/openapi.json", Route::OpenApi),
     ("/docs", Route::Docs),
 ];
@@ -46,7 +50,7 @@ impl Route {
     /// The methods the resource answers, for routing and for the `Allow` header.
     fn methods(self) -> &'static [Method] {
         match self {
-            Route::Health | Route::OpenApi | Route::Docs => READ_ONLY,
+            Route::Health | Route::Ready | Route::OpenApi | Route::Docs => READ_ONLY,
         }
     }
 }
@@ -66,13 +70,16 @@ fn route(method: &Method, path: &str) -> Result<Route, Problem> {
 
 /// Answers one request. Every problem names the request's path and id, wherever it
 /// was raised.
-pub fn respond<B>(req: &http::Request<B>) -> Result<http::Response<String>, Problem> {
-    dispatch(req.method(), request::path(req)).map_err(|problem| problem.for_request(req))
+pub async fn respond<B>(req: &http::Request<B>) -> Result<http::Response<String>, Problem> {
+    dispatch(req.method(), request::path(req))
+        .await
+        .map_err(|problem| problem.for_request(req))
 }
 
-fn dispatch(method: &Method, path: &str) -> Result<http::Response<String>, Problem> {
+async fn dispatch(method: &Method, path: &str) -> Result<http::Response<String>, Problem> {
     match route(method, path)? {
         Route::Health => health::get(),
+        Route::Ready => ready::get().await,
         Route::OpenApi => openapi::get(),
         Route::Docs => docs::get(),
     }
@@ -85,13 +92,14 @@ fn dispatch(method: &Method, path: &str) -> Result<http::Response<String>, Probl
 #[cfg(all(feature = "component", target_family = "wasm"))]
 #[spin_sdk::http_service]
 async fn serve(req: spin_sdk::http::Request) -> Result<http::Response<String>, Problem> {
-    respond(&req)
+    respond(&req).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use arena_common::ProblemCode;
+    use futures::executor::block_on;
     use http::StatusCode;
     use http::header::{ALLOW, CONTENT_TYPE};
 
@@ -111,6 +119,7 @@ mod tests {
     #[test]
     fn each_known_path_routes_to_its_resource() {
         assert_eq!(route(&Method::GET, "/v1/health").unwrap(), Route::Health);
+        assert_eq!(route(&Method::GET, "/v1/ready").unwrap(), Route::Ready);
         assert_eq!(
             route(&Method::GET, "/v1/openapi.json").unwrap(),
             Route::OpenApi
@@ -127,7 +136,7 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_404_problems_naming_the_path_and_request() {
-        let problem = respond(&request(Method::GET, "/v1/nothing-here?x=1")).unwrap_err();
+        let problem = block_on(respond(&request(Method::GET, "/v1/nothing-here?x=1"))).unwrap_err();
         assert_eq!(problem.code(), ProblemCode::NotFound);
         let json = problem_json(problem);
         assert_eq!(json["status"], 404);
@@ -153,7 +162,7 @@ mod tests {
 
     #[test]
     fn the_query_string_plays_no_part_in_routing() {
-        let response = respond(&request(Method::GET, "/v1/health?verbose=1")).unwrap();
+        let response = block_on(respond(&request(Method::GET, "/v1/health?verbose=1"))).unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
 
@@ -166,7 +175,7 @@ mod tests {
             Method::DELETE,
             Method::OPTIONS,
         ] {
-            let problem = respond(&request(method.clone(), "/v1/health")).unwrap_err();
+            let problem = block_on(respond(&request(method.clone(), "/v1/health"))).unwrap_err();
             assert_eq!(problem.code(), ProblemCode::MethodNotAllowed, "{method}");
             let response = problem.to_response();
             assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -181,7 +190,7 @@ mod tests {
     #[test]
     fn extension_methods_are_405_not_a_crash() {
         let method = Method::from_bytes(b"BREW").unwrap();
-        let problem = respond(&request(method, "/docs")).unwrap_err();
+        let problem = block_on(respond(&request(method, "/docs"))).unwrap_err();
         assert_eq!(problem.code(), ProblemCode::MethodNotAllowed);
     }
 
@@ -193,7 +202,7 @@ mod tests {
             ("/docs", "text/html; charset=utf-8"),
         ];
         for (path, media_type) in expected {
-            let response = respond(&request(Method::GET, path)).unwrap();
+            let response = block_on(respond(&request(Method::GET, path))).unwrap();
             assert_eq!(response.status(), StatusCode::OK, "{path}");
             assert_eq!(response.headers()[CONTENT_TYPE], media_type, "{path}");
         }

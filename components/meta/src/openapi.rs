@@ -64,8 +64,8 @@ method `405 method_not_allowed` with an `Allow` header.\n\
 /// What the meta component itself serves.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(crate::health::get, get, crate::docs::get),
-    tags((name = "meta", description = "Whether the API is up, and what it offers.")),
+    paths(crate::health::get, crate::ready::get, get, crate::docs::get),
+    tags((name = "meta", description = "Whether the API is up and ready, and what it offers.")),
 )]
 struct MetaApi;
 
@@ -129,9 +129,9 @@ mod tests {
     }
 
     #[test]
-    fn document_contains_health_openapi_and_docs() {
+    fn document_contains_health_readiness_openapi_and_docs() {
         let doc = document_json();
-        for path in ["/v1/health", "/v1/openapi.json", "/docs"] {
+        for path in ["/v1/health", "/v1/ready", "/v1/openapi.json", "/docs"] {
             assert!(doc["paths"][path]["get"].is_object(), "{path} missing");
         }
         assert_eq!(
@@ -216,6 +216,9 @@ mod tests {
     fn this_components_own_document_lists_only_its_own_routes() {
         let own = serde_json::to_value(openapi()).unwrap();
         let paths: Vec<_> = own["paths"].as_object().unwrap().keys().cloned().collect();
-        assert_eq!(paths, ["/v1/health", "/v1/openapi.json", "/docs"]);
+        assert_eq!(
+            paths,
+            ["/v1/health", "/v1/ready", "/v1/openapi.json", "/docs"]
+        );
     }
 }

@@ -275,6 +275,13 @@ impl Problem {
         self.0.request_id.as_deref()
     }
 
+    /// Why the problem happened, as [`with_cause`](Self::with_cause) recorded it for
+    /// the log. Never part of the response: a caller that shows it anywhere (the
+    /// readiness report's `reason`) scrubs it of secrets first.
+    pub fn cause(&self) -> Option<&str> {
+        self.0.cause.as_deref()
+    }
+
     /// The invalid fields.
     pub fn errors(&self) -> &[FieldError] {
         &self.0.errors
@@ -483,6 +490,7 @@ mod tests {
         let text = problem.to_response().into_body();
         assert!(!text.contains("10.0.0.5"), "{text}");
         assert_eq!(problem.detail(), "the database is unavailable");
+        assert_eq!(problem.cause(), Some("connection refused to 10.0.0.5:5432"));
     }
 
     #[test]

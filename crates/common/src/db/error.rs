@@ -81,6 +81,9 @@ impl fmt::Display for DbError {
                 PgError::QueryFailed(QueryError::DbError(error)) => {
                     write!(f, "{during}: {}", error.as_text)
                 }
+                // The host's own sentence, without the enum's debug dressing around it
+                // (`Error::ConnectionFailed("...")`).
+                PgError::ConnectionFailed(message) => write!(f, "{during}: {message}"),
                 error => write!(f, "{during}: {error}"),
             },
             Self::Decode { column, message } => write!(f, "decoding column {column}: {message}"),
@@ -290,6 +293,10 @@ pub(crate) mod tests {
                 "connection refused (10.0.0.5:5432)".to_owned(),
             )),
         };
+        assert_eq!(
+            refused.to_string(),
+            "connecting: connection refused (10.0.0.5:5432)"
+        );
         let problem = Problem::from(refused);
         assert_eq!(problem.code(), ProblemCode::UpstreamUnavailable);
         assert_eq!(problem.detail(), "the database is unavailable");
