@@ -24,10 +24,21 @@ impl Drop for RunningArena {
 
 /// Starts `arena up` for `manifest` and measures the time until `probe`
 /// answers 200.
-pub fn start(manifest: &str, cache: &Path, probe: &str) -> anyhow::Result<(RunningArena, Duration)> {
+pub fn start(
+    manifest: &str,
+    cache: &Path,
+    probe: &str,
+) -> anyhow::Result<(RunningArena, Duration)> {
     let started = Instant::now();
     let mut child = Command::new(std::env::var("ARENA_BIN").unwrap_or_else(|_| ARENA.into()))
-        .args(["--log-format", "json", "up", "--no-migrate", "--listen", "127.0.0.1:0"])
+        .args([
+            "--log-format",
+            "json",
+            "up",
+            "--no-migrate",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .args(["--manifest", manifest, "--cache-dir"])
         .arg(cache)
         .env("RUST_LOG", "warn,arena::commands::up=info")
@@ -57,7 +68,9 @@ pub fn start(manifest: &str, cache: &Path, probe: &str) -> anyhow::Result<(Runni
 }
 
 fn answers_ok(address: &str, path: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(address) else { return false };
+    let Ok(mut stream) = TcpStream::connect(address) else {
+        return false;
+    };
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     let mut response = String::new();
     stream.write_all(request.as_bytes()).is_ok()

@@ -50,8 +50,14 @@ fn health(rounds: usize, cache: &std::path::Path) -> anyhow::Result<()> {
     let (running, _) = arena::start("spin.toml", cache, "/v1/health")?;
     compare(
         "GET /v1/health",
-        ("native hyper hello-world", &format!("http://{native}/v1/health")),
-        ("`arena up` → meta component", &format!("http://{}/v1/health", running.address)),
+        (
+            "native hyper hello-world",
+            &format!("http://{native}/v1/health"),
+        ),
+        (
+            "`arena up` → meta component",
+            &format!("http://{}/v1/health", running.address),
+        ),
         rounds,
     )?;
     println!(
@@ -67,14 +73,25 @@ fn postgres(rounds: usize, cache: &std::path::Path) -> anyhow::Result<()> {
     let (running, _) = arena::start("tests/fixtures/postgres.toml", cache, "/pg/select")?;
     compare(
         "single-row SELECT",
-        ("native tokio-postgres (pooled)", &format!("http://{native}/")),
-        ("`arena up` → component → spin:postgres", &format!("http://{}/pg/select", running.address)),
+        (
+            "native tokio-postgres (pooled)",
+            &format!("http://{native}/"),
+        ),
+        (
+            "`arena up` → component → spin:postgres",
+            &format!("http://{}/pg/select", running.address),
+        ),
         rounds,
     )
 }
 
 /// Loads both URLs `rounds` times, alternating, and prints the medians.
-fn compare(title: &str, native: (&str, &str), arena: (&str, &str), rounds: usize) -> anyhow::Result<()> {
+fn compare(
+    title: &str,
+    native: (&str, &str),
+    arena: (&str, &str),
+    rounds: usize,
+) -> anyhow::Result<()> {
     let mut native_runs: Vec<Run> = Vec::new();
     let mut arena_runs: Vec<Run> = Vec::new();
     for round in 1..=rounds {
@@ -86,8 +103,14 @@ fn compare(title: &str, native: (&str, &str), arena: (&str, &str), rounds: usize
     println!("### {title}\n");
     println!("| server | requests/s | p50 | p99 |");
     println!("|---|---:|---:|---:|");
-    println!("| {} | {:.0} | {:.2} ms | {:.2} ms |", native.0, n.rps, n.p50_ms, n.p99_ms);
-    println!("| {} | {:.0} | {:.2} ms | {:.2} ms |", arena.0, a.rps, a.p50_ms, a.p99_ms);
+    println!(
+        "| {} | {:.0} | {:.2} ms | {:.2} ms |",
+        native.0, n.rps, n.p50_ms, n.p99_ms
+    );
+    println!(
+        "| {} | {:.0} | {:.2} ms | {:.2} ms |",
+        arena.0, a.rps, a.p50_ms, a.p99_ms
+    );
     println!(
         "\narena/native: throughput {:.2}×, p50 {:.1}×, p99 {:.1}× (medians of {rounds} rounds)\n",
         a.rps / n.rps,

@@ -28,7 +28,9 @@ pub fn serve(answer: Answer) -> anyhow::Result<SocketAddr> {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let answer = answer.clone();
                 tokio::spawn(async move {
@@ -36,7 +38,9 @@ pub fn serve(answer: Answer) -> anyhow::Result<SocketAddr> {
                         let answer = answer.clone();
                         async move { Ok::<_, Infallible>(respond(&answer).await) }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });

@@ -15,7 +15,11 @@ pub struct Run {
 }
 
 pub fn run(url: &str) -> anyhow::Result<Run> {
-    let output = Command::new("wrk").args(WRK_ARGS).arg(url).output().context("cannot run wrk")?;
+    let output = Command::new("wrk")
+        .args(WRK_ARGS)
+        .arg(url)
+        .output()
+        .context("cannot run wrk")?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() || text.contains("Non-2xx") || text.contains("Socket errors") {
         bail!("wrk against {url} failed or saw errors:\n{text}");
@@ -35,7 +39,9 @@ pub fn run(url: &str) -> anyhow::Result<Run> {
 
 /// Parses wrk's latency figures (`812.00us`, `1.52ms`, `2.01s`).
 fn millis(value: &str) -> anyhow::Result<f64> {
-    let split = value.find(|c: char| c.is_ascii_alphabetic()).context("latency without unit")?;
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .context("latency without unit")?;
     let (number, unit) = value.split_at(split);
     let number: f64 = number.parse()?;
     Ok(match unit {
@@ -60,6 +66,10 @@ impl Summary {
             values.sort_by(f64::total_cmp);
             values[values.len() / 2]
         };
-        Summary { rps: median(|r| r.rps), p50_ms: median(|r| r.p50_ms), p99_ms: median(|r| r.p99_ms) }
+        Summary {
+            rps: median(|r| r.rps),
+            p50_ms: median(|r| r.p50_ms),
+            p99_ms: median(|r| r.p99_ms),
+        }
     }
 }

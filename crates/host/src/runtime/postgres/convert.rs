@@ -53,10 +53,10 @@ impl ToSql for Param {
             }
             (P::Decimal(v), &Type::NUMERIC) => v.parse::<Decimal>()?.to_sql(ty, out),
             (P::RangeInt32((lower, upper)), &Type::INT4_RANGE) => {
-                encode_range(lower.clone(), upper.clone(), &Type::INT4, out)
+                encode_range(*lower, *upper, &Type::INT4, out)
             }
             (P::RangeInt64((lower, upper)), &Type::INT8_RANGE) => {
-                encode_range(lower.clone(), upper.clone(), &Type::INT8, out)
+                encode_range(*lower, *upper, &Type::INT8, out)
             }
             (P::RangeDecimal((lower, upper)), &Type::NUM_RANGE) => {
                 let parse = |bound: &Bound<String>| -> Result<Bound<Decimal>, BoxError> {
@@ -172,14 +172,11 @@ fn encode_range<U: ToSql>(
 /// Decodes a range of `element` values. The interface has no empty range:
 /// one arrives as `(zero, zero)` with both bounds exclusive, which is empty
 /// and which PostgreSQL turns back into `empty`.
-fn decode_range<'a, U: FromSql<'a>>(
+fn decode_range<'a, U: FromSql<'a> + Clone>(
     raw: &'a [u8],
     element: &Type,
     zero: U,
-) -> Result<(Bound<U>, Bound<U>), BoxError>
-where
-    U: Clone,
-{
+) -> Result<(Bound<U>, Bound<U>), BoxError> {
     let bound = |bound: RangeBound<Option<&'a [u8]>>| -> Result<Bound<U>, BoxError> {
         let (bytes, kind) = match bound {
             RangeBound::Unbounded => return Ok(None),

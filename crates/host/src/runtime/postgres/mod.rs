@@ -145,6 +145,10 @@ async fn connect(
 }
 
 /// Every `(host, port)` the address may connect to.
+#[allow(
+    clippy::result_large_err,
+    reason = "the WIT error is what the guest receives"
+)]
 fn endpoints(config: &tokio_postgres::Config) -> Result<Vec<(String, u16)>, Error> {
     let ports = config.get_ports();
     config
