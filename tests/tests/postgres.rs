@@ -51,6 +51,17 @@ fn a_connection_left_inside_a_transaction_is_reset_before_reuse() {
 }
 
 #[test]
+fn a_transaction_or_setting_left_behind_never_reaches_the_next_request() {
+    let arena = Arena::start(MANIFEST, &[]);
+    for _ in 0..5 {
+        assert_eq!(json(&arena, "/pg/leave-open")["left_open"], true);
+        let fresh = json(&arena, "/pg/fresh");
+        assert_eq!(fresh["inside_transaction"], false, "{fresh}");
+        assert_ne!(fresh["search_path"], "nowhere", "{fresh}");
+    }
+}
+
+#[test]
 fn a_million_rows_stream_through_with_bounded_host_memory() {
     let arena = Arena::start(MANIFEST, &[]);
     json(&arena, "/pg/stream?n=1000"); // warm the pool and the instance slots

@@ -3,9 +3,9 @@
 //!
 //! Components are stateless and open a connection per request; pooling is
 //! the host's job, so "opening" usually takes an idle connection. A pooled
-//! connection is reset (`ROLLBACK; DISCARD ALL`) before it is handed out
-//! again, so a transaction a component left open, or a session setting it
-//! changed, never leaks into another request.
+//! connection is reset (see [`RESET_SQL`]) before it is handed out again, so
+//! a transaction a component left open, or a session setting it changed,
+//! never leaks into another request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,12 +21,11 @@ const MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a component waits for a free connection in a full pool.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Run on a pooled connection before reuse: ends any transaction left open
-/// (a warning only when there is none), then resets session state. Not
-/// `DISCARD ALL`: a multi-statement query runs as one transaction block,
-/// where `DISCARD ALL` is refused.
-const RESET_SQL: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
-    UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+/// Run on a pooled connection before reuse: resets all session state (one
+/// statement, cheap for the server). On a connection a component left inside
+/// a transaction it fails, and the pool then discards that connection (the
+/// server rolls the transaction back) rather than hand it out again.
+const RESET_SQL: &str = "DISCARD ALL";
 
 #[derive(Default)]
 pub struct Pools {
