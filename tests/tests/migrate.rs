@@ -145,6 +145,24 @@ fn migrate_applies_every_migration_to_an_empty_database() {
 }
 
 #[test]
+fn migrate_reaches_a_database_that_requires_tls() {
+    let database = TestDatabase::create();
+    let ssl: String = database
+        .connect()
+        .query_one("SHOW ssl", &[])
+        .unwrap()
+        .get(0);
+    if ssl != "on" {
+        eprintln!("skipped: this PostgreSQL server does not offer TLS");
+        return;
+    }
+    let url = database.url().replace("sslmode=disable", "sslmode=require");
+    let output = migrate(&url, &migrations_dir());
+    assert_succeeded(&output);
+    assert_eq!(recorded(&database), exactly_once_each());
+}
+
+#[test]
 fn inserting_an_event_notifies_arena_events_with_its_id_and_stream() {
     let database = TestDatabase::create();
     assert_succeeded(&migrate(&database.url(), &migrations_dir()));

@@ -21,9 +21,9 @@ use sqlx::{ConnectOptions, Postgres};
 use crate::manifest::App;
 
 /// The database when neither `--database-url` nor the environment names one:
-/// the local server `./dev` starts. `sslmode=disable` because this host has no
-/// TLS backend, and a local Debian server's snakeoil certificate would not
-/// verify anyway.
+/// the local server `./dev` starts. `sslmode=disable` because a local Debian
+/// server's snakeoil certificate would not verify (the components' client,
+/// like Spin's, verifies whenever it uses TLS).
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/arena?sslmode=disable";
 
 /// How a deployer sets the Spin application variable `database_url`. The
