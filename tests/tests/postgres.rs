@@ -40,10 +40,11 @@ fn a_rolled_back_transaction_leaves_no_row_and_a_committed_one_stays() {
 }
 
 #[test]
-fn a_connection_left_inside_a_transaction_is_reset_before_reuse() {
+fn temp_tables_do_not_outlive_the_request_that_made_them() {
     let arena = Arena::start(MANIFEST, &[]);
     // Each request takes a pooled connection; the temp table from the last
     // request must be gone, or CREATE TEMP TABLE would fail the second time.
+    // (A transaction left open: see the test below.)
     for _ in 0..3 {
         let body = json(&arena, "/pg/transactions");
         assert_eq!(body["after_commit"], 1);

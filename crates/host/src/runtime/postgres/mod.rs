@@ -144,6 +144,20 @@ async fn connect(
     })
 }
 
+/// Hands a new connection to the guest as a resource; a failure to connect is
+/// the guest's error to handle, a full resource table traps.
+fn into_resource(
+    connected: Result<Connection, Error>,
+    push: impl FnOnce(
+        Connection,
+    ) -> Result<Resource<Connection>, wasmtime::component::ResourceTableError>,
+) -> wasmtime::Result<Result<Resource<Connection>, Error>> {
+    match connected {
+        Ok(connection) => Ok(Ok(push(connection)?)),
+        Err(error) => Ok(Err(error)),
+    }
+}
+
 /// Every `(host, port)` the address may connect to.
 #[allow(
     clippy::result_large_err,
@@ -307,11 +321,8 @@ impl<T: Send + 'static> pg::HostConnectionWithStore<T> for Postgres {
         address: String,
     ) -> wasmtime::Result<Result<Resource<Connection>, Error>> {
         let context = context(&host.get());
-        let connection = match connect(context, &address, None).await {
-            Ok(connection) => connection,
-            Err(error) => return Ok(Err(error)),
-        };
-        Ok(Ok(host.get().table.push(connection)?))
+        let connected = connect(context, &address, None).await;
+        into_resource(connected, |connection| host.get().table.push(connection))
     }
 
     async fn open_async(
@@ -319,12 +330,10 @@ impl<T: Send + 'static> pg::HostConnectionWithStore<T> for Postgres {
         address: String,
     ) -> wasmtime::Result<Result<Resource<Connection>, Error>> {
         let context = accessor.with(|mut access| context(&access.get()));
-        match connect(context, &address, None).await {
-            Ok(connection) => Ok(Ok(
-                accessor.with(|mut access| access.get().table.push(connection))?
-            )),
-            Err(error) => Ok(Err(error)),
-        }
+        let connected = connect(context, &address, None).await;
+        into_resource(connected, |connection| {
+            accessor.with(|mut access| access.get().table.push(connection))
+        })
     }
 
     async fn query(
@@ -435,10 +444,8 @@ impl<T: Send + 'static> pg::HostConnectionBuilderWithStore<T> for Postgres {
         let ConnectionBuilder { address, ca_root } = view.table.get(&builder)?;
         let (address, ca_root) = (address.clone(), ca_root.clone());
         let context = context(&view);
-        match connect(context, &address, ca_root.as_deref()).await {
-            Ok(connection) => Ok(Ok(host.get().table.push(connection)?)),
-            Err(error) => Ok(Err(error)),
-        }
+        let connected = connect(context, &address, ca_root.as_deref()).await;
+        into_resource(connected, |connection| host.get().table.push(connection))
     }
 
     async fn build_async(
@@ -450,12 +457,10 @@ impl<T: Send + 'static> pg::HostConnectionBuilderWithStore<T> for Postgres {
             let ConnectionBuilder { address, ca_root } = view.table.get(&builder)?;
             Ok((address.clone(), ca_root.clone(), context(&view)))
         })?;
-        match connect(context, &address, ca_root.as_deref()).await {
-            Ok(connection) => Ok(Ok(
-                accessor.with(|mut access| access.get().table.push(connection))?
-            )),
-            Err(error) => Ok(Err(error)),
-        }
+        let connected = connect(context, &address, ca_root.as_deref()).await;
+        into_resource(connected, |connection| {
+            accessor.with(|mut access| access.get().table.push(connection))
+        })
     }
 }
 
