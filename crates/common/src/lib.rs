@@ -9,6 +9,9 @@
 //! | [`validate`] | [`Validate`](validate::Validate): range and length rules reporting every invalid field |
 //! | [`ids`] | UUID v7 ids; a path parameter read as a UUID (400 if it is not one) |
 //! | [`time`] | [`Timestamp`](time::Timestamp): UTC instants written as RFC 3339 |
+//! | [`auth`] | [`Identity`](auth::Identity): the verified caller, their role, and the ownership rule |
+//! | `audit` (`spin`) | [`AuditEvent`](audit::AuditEvent): a record in the audit trail |
+//! | `credentials` (`credentials`) | access tokens (JWT), refresh tokens and API keys: made, digested, verified |
 //! | [`pagination`] | `?limit=&cursor=` in, [`Page`](pagination::Page) `{items, next_cursor}` out |
 //! | `db` (`spin`) | PostgreSQL: connecting, typed rows, transactions, errors mapped to problems |
 //! | `events` (`spin`) | an event recorded in the same transaction as the write it announces |
@@ -35,7 +38,12 @@
 //! [`openapi()`] documents what this crate contributes to every component's API
 //! description: the `Problem` schema and one reusable response per error code.
 
+#[cfg(feature = "spin")]
+pub mod audit;
+pub mod auth;
 pub mod body;
+#[cfg(feature = "credentials")]
+pub mod credentials;
 #[cfg(feature = "spin")]
 pub mod db;
 #[cfg(feature = "spin")]

@@ -241,6 +241,12 @@ impl Problem {
         self
     }
 
+    /// Adds a response header (`WWW-Authenticate`, `RateLimit-Limit`, ...).
+    pub fn with_header(mut self, name: http::HeaderName, value: HeaderValue) -> Self {
+        self.0.headers.insert(name, value);
+        self
+    }
+
     /// Sets `instance` and `request_id` from the request being answered.
     pub fn for_request<B>(self, req: &http::Request<B>) -> Self {
         let problem = self.with_instance(crate::request::path(req));

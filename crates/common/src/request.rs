@@ -25,6 +25,27 @@ pub fn path<B>(req: &http::Request<B>) -> &str {
     }
 }
 
+/// The header in which Spin gives the client's address (`ip:port`); the host sets it
+/// and drops any the client sent.
+pub const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
+
+/// The client's IP address, without the port: what rate limits and the audit log
+/// key on. `None` when the host did not say (a chained request).
+pub fn client_ip<B>(req: &http::Request<B>) -> Option<std::net::IpAddr> {
+    let text = req.headers().get(CLIENT_ADDR_HEADER)?.to_str().ok()?;
+    text.parse::<std::net::SocketAddr>()
+        .map(|addr| addr.ip())
+        .or_else(|_| text.parse())
+        .ok()
+}
+
+/// The `User-Agent`, cut to a length fit for a log or a session list.
+pub fn user_agent<B>(req: &http::Request<B>) -> Option<String> {
+    const MAX_CHARS: usize = 256;
+    let text = req.headers().get(http::header::USER_AGENT)?.to_str().ok()?;
+    Some(text.chars().take(MAX_CHARS).collect()).filter(|text: &String| !text.is_empty())
+}
+
 /// A builder for a request made on behalf of `incoming` (to Ollama, Qdrant or another
 /// component), carrying its request id, so one id follows the work through every
 /// service's logs. Set the method, URI, other headers and body as usual:
@@ -100,6 +121,35 @@ mod tests {
     fn outbound_requests_without_an_incoming_id_carry_none() {
         let call = outbound(&request("/", None)).body(()).unwrap();
         assert!(call.headers().get(REQUEST_ID_HEADER).is_none());
+    }
+
+    #[test]
+    fn client_ip_drops_the_port_and_reads_both_families() {
+        let with = |addr: &str| {
+            http::Request::builder()
+                .header(CLIENT_ADDR_HEADER, addr)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(client_ip(&with("10.1.2.3:5555")), Some([10, 1, 2, 3].into()));
+        assert_eq!(
+            client_ip(&with("[::1]:80")),
+            Some(std::net::Ipv6Addr::LOCALHOST.into())
+        );
+        assert_eq!(client_ip(&with("10.1.2.3")), Some([10, 1, 2, 3].into()));
+        assert_eq!(client_ip(&with("not an address")), None);
+        assert_eq!(client_ip(&request("/", None)), None);
+    }
+
+    #[test]
+    fn user_agent_is_cut_to_a_bounded_length() {
+        let long = "a".repeat(1000);
+        let req = http::Request::builder()
+            .header("user-agent", &long)
+            .body(())
+            .unwrap();
+        assert_eq!(user_agent(&req).unwrap().len(), 256);
+        assert_eq!(user_agent(&request("/", None)), None);
     }
 
     #[test]

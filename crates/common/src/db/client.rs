@@ -133,6 +133,19 @@ impl<C: Client> Db<C> {
     }
 }
 
+/// A `Db` is itself a [`Client`], as is a [`Tx`](super::Tx): a helper that takes
+/// `&impl Client` (an event, an audit record) runs on either, inside a
+/// transaction or outside one.
+impl<C: Client> Client for Db<C> {
+    async fn query(&self, statement: &str, params: &[ParameterValue]) -> Result<Vec<Row>, DbError> {
+        self.client.query(statement, params).await
+    }
+
+    async fn execute(&self, statement: &str, params: &[ParameterValue]) -> Result<u64, DbError> {
+        self.client.execute(statement, params).await
+    }
+}
+
 pub(super) async fn query<C: Client, T: FromRow>(
     client: &C,
     statement: &str,

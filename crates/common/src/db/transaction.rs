@@ -51,6 +51,16 @@ impl<C: Client> Tx<'_, C> {
     }
 }
 
+impl<C: Client> Client for Tx<'_, C> {
+    async fn query(&self, statement: &str, params: &[ParameterValue]) -> Result<Vec<super::Row>, DbError> {
+        self.client.query(statement, params).await
+    }
+
+    async fn execute(&self, statement: &str, params: &[ParameterValue]) -> Result<u64, DbError> {
+        self.client.execute(statement, params).await
+    }
+}
+
 /// Runs `work` in a transaction on `db`: `BEGIN`, then `COMMIT` if `work` returns
 /// `Ok`, `ROLLBACK` if it returns `Err`. A failed `COMMIT` is the result (PostgreSQL
 /// has then rolled back), so `Ok` means the writes are durable. A failed `ROLLBACK`
