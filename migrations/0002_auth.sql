@@ -27,8 +27,8 @@ create table users (
 create trigger users_set_updated_at before update on users
     for each row execute function set_updated_at();
 
--- Bootstrapping looks for any admin.
-create index users_role_idx on users (role) where disabled_at is null;
+-- Bootstrapping looks for any admin; the user list filters by role.
+create index users_role_idx on users (role, user_id);
 
 -- One login: the family of refresh tokens that descend from it. Access tokens
 -- carry its id (`sid`), so revoking it stops them on their next request.
@@ -39,6 +39,10 @@ create table sessions (
     -- The device, as its User-Agent said at login.
     user_agent text,
     client_addr text,
+    -- The most the session's tokens may do (the `scope` asked for at login);
+    -- null: whatever the user's role is at the time.
+    scope text
+        constraint sessions_scope_check check (scope in ('admin', 'member', 'viewer')),
     created_at timestamptz not null default now(),
     last_used_at timestamptz not null default now(),
     -- However often it is refreshed, a session ends here.

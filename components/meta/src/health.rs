@@ -33,6 +33,7 @@ enum Status {
     path = "/v1/health",
     tag = "meta",
     operation_id = "retrieveHealth",
+    security(()),
     responses(
         (status = 200, description = "The API is up.", body = Health),
         MethodNotAllowed,

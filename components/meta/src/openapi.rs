@@ -2,13 +2,24 @@
 //!
 //! No one writes the document by hand. Each area's crate declares its own routes with
 //! `#[utoipa::path]` and exposes them as `pub fn openapi() -> utoipa::openapi::OpenApi`;
-//! [`document`] merges those declarations, and the document therefore changes exactly
-//! when a route does.
+//! [`assemble`] merges those declarations into `components/meta/openapi.json`, which
+//! this component serves as it is ([`DOCUMENT`]) and the TypeScript SDK's types are
+//! generated from.
+//!
+//! The file is generated, and checked in so that a change to the API shows in review:
+//! `ARENA_UPDATE_OPENAPI=1 cargo test --release -p arena-meta` rewrites it, and the
+//! same test without the variable fails while the file is out of date. The areas are
+//! linked only into that native test, never into this component's Wasm: a component
+//! crate built as a dependency would overwrite its own `.wasm` with one that exports
+//! nothing.
 
+use arena_common::Problem;
 use arena_common::problem::responses::MethodNotAllowed;
-use arena_common::{Problem, json};
-use http::StatusCode;
+use arena_common::response::APPLICATION_JSON;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, StatusCode};
 use utoipa::OpenApi as _;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, Server};
 
 /// What each area declares about its own routes: the one list to extend when an area
@@ -17,19 +28,25 @@ use utoipa::openapi::{InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, Serv
 /// 1. in that crate, put the `#[http_service]` entry point behind a default `component`
 ///    feature and expose `pub fn openapi() -> utoipa::openapi::OpenApi` listing its
 ///    own routes, as this crate does;
-/// 2. in `components/meta/Cargo.toml`, depend on it without that feature:
-///    `arena-agents = { path = "../agents", default-features = false }`;
-/// 3. add `arena_agents::openapi(),` below.
+/// 2. in `components/meta/Cargo.toml`, add it to `[dev-dependencies]` without that
+///    feature: `arena-agents = { path = "../agents", default-features = false }`;
+/// 3. add `arena_agents::openapi(),` below, and regenerate the document.
+#[cfg(test)]
 fn areas() -> Vec<OpenApi> {
     vec![
         // Shared first: the `Problem` schemas and responses every area refers to.
         arena_common::openapi(),
         openapi(),
+        arena_auth::openapi(),
     ]
 }
 
-/// The published document: every area's declarations merged under Arena's `info`.
-pub fn document() -> OpenApi {
+/// The published document, as `components/meta/openapi.json` holds it.
+pub const DOCUMENT: &str = include_str!("../openapi.json");
+
+/// The document from every area's declarations, merged under Arena's `info`.
+#[cfg(test)]
+pub(crate) fn assemble() -> OpenApi {
     let mut document = OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -50,8 +67,29 @@ pub fn document() -> OpenApi {
         // drops later ones silently; a test below makes sure there are none to drop.
         document.merge(area);
     }
+    require_bearer_credentials(&mut document);
     document
 }
+
+/// Declares the one security scheme (a bearer access token or API key) and
+/// requires it of every operation; public ones say `security: [{}]` themselves.
+fn require_bearer_credentials(document: &mut OpenApi) {
+    let scheme = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .bearer_format("JWT or API key")
+        .description(Some(
+            "An access token from `POST /v1/auth/token`, or an API key (`arena_ak_...`).",
+        ))
+        .build();
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+    document.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+}
+
+/// The security scheme's name in the document.
+const BEARER: &str = "bearer";
 
 /// What every operation has in common, said once at the top of the reference.
 const DESCRIPTION: &str = "The HTTP API of Arena, a multi-agent discussion arena.\n\n\
@@ -59,7 +97,12 @@ const DESCRIPTION: &str = "The HTTP API of Arena, a multi-agent discussion arena
 - Errors are RFC 9457 problem documents (`application/problem+json`, schema `Problem`) \
 with a stable `code`; an unknown path answers `404 not_found`, a known path with another \
 method `405 method_not_allowed` with an `Allow` header.\n\
-- Every response carries an `X-Request-Id` header; quote it when reporting a problem.";
+- Every response carries an `X-Request-Id` header; quote it when reporting a problem.\n\
+- Every operation but the public ones (health, readiness, these documents, login and \
+registration) needs `Authorization: Bearer <access token or API key>`; without it the \
+answer is `401 unauthorized` with a `WWW-Authenticate` header. Requests are rate limited \
+(`RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`; `429 rate_limited` with \
+`Retry-After` beyond the limit).";
 
 /// What the meta component itself serves.
 #[derive(utoipa::OpenApi)]
@@ -84,13 +127,19 @@ pub fn openapi() -> OpenApi {
     path = "/v1/openapi.json",
     tag = "meta",
     operation_id = "retrieveOpenApi",
+    security(()),
     responses(
         (status = 200, description = "The OpenAPI 3.1 document.", body = Object, content_type = "application/json"),
         MethodNotAllowed,
     ),
 )]
 pub(crate) fn get() -> Result<http::Response<String>, Problem> {
-    json(StatusCode::OK, &document())
+    let mut response = http::Response::new(DOCUMENT.to_owned());
+    *response.status_mut() = StatusCode::OK;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -100,7 +149,29 @@ mod tests {
     use std::collections::HashMap;
 
     fn document_json() -> Value {
-        serde_json::to_value(document()).unwrap()
+        serde_json::from_str(DOCUMENT).unwrap()
+    }
+
+    /// The document as it is written to `openapi.json`: pretty, one trailing newline.
+    fn assembled_text() -> String {
+        let mut text = serde_json::to_string_pretty(&assemble()).unwrap();
+        text.push('\n');
+        text
+    }
+
+    #[test]
+    fn the_checked_in_document_is_what_the_areas_declare() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+        let assembled = assembled_text();
+        if std::env::var_os("ARENA_UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &assembled).unwrap();
+            return;
+        }
+        assert!(
+            DOCUMENT == assembled,
+            "{path} is out of date: regenerate it with \
+             `ARENA_UPDATE_OPENAPI=1 cargo test --release -p arena-meta`"
+        );
     }
 
     /// Every `$ref` string anywhere under `value`.
@@ -163,6 +234,21 @@ mod tests {
         assert!(doc["components"]["responses"]["NotFound"].is_object());
         assert!(doc["components"]["schemas"]["Problem"].is_object());
         assert!(doc["components"]["schemas"]["Health"].is_object());
+    }
+
+    #[test]
+    fn every_operation_needs_a_bearer_credential_unless_it_says_it_is_public() {
+        let doc = document_json();
+        assert_eq!(doc["security"], serde_json::json!([{ "bearer": [] }]));
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        let public = |path: &str, method: &str| {
+            doc["paths"][path][method]["security"] == serde_json::json!([{}])
+        };
+        assert!(public("/v1/health", "get") && public("/v1/auth/token", "post"));
+        assert!(!public("/v1/auth/me", "get") && !public("/v1/users", "post"));
     }
 
     #[test]

@@ -32,12 +32,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::auth::Identity;
-use crate::db::{Client, DbError};
+use crate::db::{Client, DbError, FromValue};
 use crate::ids::{self, Uuid};
 use crate::request;
 
 /// How it went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Success,
     /// The caller tried and failed (a wrong password, a reused refresh token).
@@ -47,12 +48,34 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    /// Every outcome.
+    pub const ALL: [Outcome; 3] = [Outcome::Success, Outcome::Failure, Outcome::Denied];
+
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
             Outcome::Denied => "denied",
         }
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Outcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == text)
+            .ok_or_else(|| format!("{text:?} is not an outcome (success, failure or denied)"))
+    }
+}
+
+/// The `outcome` column holds the name (its check constraint allows no other).
+impl FromValue for Outcome {
+    fn from_value(value: &spin_sdk::pg::DbValue) -> Result<Self, String> {
+        String::from_value(value)?.parse()
     }
 }
 
@@ -158,5 +181,19 @@ impl AuditEvent {
             .detail("reason", reason)
             .record(db, req)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_round_trip_their_names() {
+        for outcome in Outcome::ALL {
+            assert_eq!(outcome.as_str().parse(), Ok(outcome));
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str());
+        }
+        assert!("Success".parse::<Outcome>().is_err());
     }
 }

@@ -94,6 +94,14 @@ impl FromStr for Role {
     }
 }
 
+/// A role is stored as its name.
+#[cfg(feature = "spin")]
+impl From<Role> for spin_sdk::pg::ParameterValue {
+    fn from(role: Role) -> Self {
+        role.as_str().to_owned().into()
+    }
+}
+
 /// How the caller proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
@@ -228,7 +236,13 @@ impl Identity {
     /// The ownership rule as an answer: 404 (`what` not found) for what the caller
     /// may not see, so private resources do not reveal that they exist; 403 for what
     /// they may see but not change.
-    pub fn check(&self, access: Access, owner: Uuid, shared: bool, what: &str) -> Result<(), Problem> {
+    pub fn check(
+        &self,
+        access: Access,
+        owner: Uuid,
+        shared: bool,
+        what: &str,
+    ) -> Result<(), Problem> {
         if !self.can_read(owner, shared) {
             return Err(Problem::not_found(format!("there is no such {what}")));
         }
@@ -299,7 +313,11 @@ mod tests {
         let req = http::Request::builder().uri("/v1/agents").body(()).unwrap();
         let problem = Identity::from_request(&req).unwrap_err();
         assert_eq!(problem.status(), http::StatusCode::UNAUTHORIZED);
-        assert!(problem.headers().contains_key(http::header::WWW_AUTHENTICATE));
+        assert!(
+            problem
+                .headers()
+                .contains_key(http::header::WWW_AUTHENTICATE)
+        );
     }
 
     #[test]
@@ -312,16 +330,25 @@ mod tests {
 
         assert!(member.check(Access::Write, me, false, "agent").is_ok());
         assert_eq!(
-            member.check(Access::Read, other, false, "agent").unwrap_err().status(),
+            member
+                .check(Access::Read, other, false, "agent")
+                .unwrap_err()
+                .status(),
             http::StatusCode::NOT_FOUND
         );
         assert!(member.check(Access::Read, other, true, "agent").is_ok());
         assert_eq!(
-            member.check(Access::Write, other, true, "agent").unwrap_err().status(),
+            member
+                .check(Access::Write, other, true, "agent")
+                .unwrap_err()
+                .status(),
             http::StatusCode::FORBIDDEN
         );
         assert_eq!(
-            viewer.check(Access::Write, me, false, "agent").unwrap_err().status(),
+            viewer
+                .check(Access::Write, me, false, "agent")
+                .unwrap_err()
+                .status(),
             http::StatusCode::FORBIDDEN
         );
         assert!(viewer.check(Access::Read, me, false, "agent").is_ok());
@@ -332,7 +359,10 @@ mod tests {
     fn require_compares_roles() {
         assert!(identity(Role::Admin).require(Role::Member).is_ok());
         assert_eq!(
-            identity(Role::Viewer).require(Role::Member).unwrap_err().status(),
+            identity(Role::Viewer)
+                .require(Role::Member)
+                .unwrap_err()
+                .status(),
             http::StatusCode::FORBIDDEN
         );
     }

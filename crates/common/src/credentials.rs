@@ -15,9 +15,7 @@ use std::collections::HashSet;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jwt_simple::prelude::{
-    Claims, Duration, HS256Key, MACLike, Token, VerificationOptions,
-};
+use jwt_simple::prelude::{Claims, Duration, HS256Key, MACLike, Token, VerificationOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -83,8 +81,15 @@ impl SigningKeys {
             let Some((kid, secret)) = pair.split_once(':') else {
                 return Err(format!("key {} is not in the form kid:secret", n + 1));
             };
-            if kid.is_empty() || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-                return Err(format!("key {}'s id {kid:?} must be letters, digits, '-', '_' or '.'", n + 1));
+            if kid.is_empty()
+                || !kid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(format!(
+                    "key {}'s id {kid:?} must be letters, digits, '-', '_' or '.'",
+                    n + 1
+                ));
             }
             if secret.len() < MIN_SECRET_BYTES {
                 return Err(format!(
@@ -106,11 +111,7 @@ impl SigningKeys {
     /// The keys in the Spin variable [`SIGNING_KEYS_VARIABLE`]. Unset or invalid is a
     /// 500: the deployment is broken, and the log says how.
     pub async fn from_variables() -> Result<Self, Problem> {
-        let text = spin_sdk::variables::get(SIGNING_KEYS_VARIABLE)
-            .await
-            .map_err(|error| {
-                Problem::internal(format!("reading the variable {SIGNING_KEYS_VARIABLE}: {error}"))
-            })?;
+        let text = crate::variables::text(SIGNING_KEYS_VARIABLE).await?;
         Self::parse(&text).map_err(|error| {
             Problem::internal(format!("the variable {SIGNING_KEYS_VARIABLE}: {error}"))
         })
@@ -258,7 +259,9 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_another_secret_under_the_same_kid_is_refused() {
-        let forged = keys(&format!("k1:{SECRET}-forged")).issue(&token(), 60).unwrap();
+        let forged = keys(&format!("k1:{SECRET}-forged"))
+            .issue(&token(), 60)
+            .unwrap();
         assert!(keys(&format!("k1:{SECRET}")).verify(&forged).is_err());
     }
 

@@ -12,8 +12,10 @@
 //! | [`auth`] | [`Identity`](auth::Identity): the verified caller, their role, and the ownership rule |
 //! | `audit` (`spin`) | [`AuditEvent`](audit::AuditEvent): a record in the audit trail |
 //! | `credentials` (`credentials`) | access tokens (JWT), refresh tokens and API keys: made, digested, verified |
+//! | [`query`] | [`Filters`](query::Filters): a list's filter parameters, strictly read |
 //! | [`pagination`] | `?limit=&cursor=` in, [`Page`](pagination::Page) `{items, next_cursor}` out |
 //! | `db` (`spin`) | PostgreSQL: connecting, typed rows, transactions, errors mapped to problems |
+//! | `variables` (`spin`) | Spin variables read and parsed, a broken one a 500 naming it |
 //! | `events` (`spin`) | an event recorded in the same transaction as the write it announces |
 //!
 //! Modules marked `spin` need spin-sdk and exist with the `spin` feature (on by
@@ -51,13 +53,16 @@ pub mod events;
 pub mod ids;
 pub mod pagination;
 pub mod problem;
+pub mod query;
 pub mod request;
 pub mod response;
 pub mod time;
 pub mod validate;
+#[cfg(feature = "spin")]
+pub mod variables;
 
 pub use problem::{FieldError, Problem, ProblemCode};
-pub use response::json;
+pub use response::{created, json, no_content};
 
 /// The OpenAPI parts shared by every area: the `Problem` schemas and the reusable
 /// problem responses (`#/components/responses/NotFound`, ...).

@@ -131,7 +131,10 @@ mod tests {
                 .body(())
                 .unwrap()
         };
-        assert_eq!(client_ip(&with("10.1.2.3:5555")), Some([10, 1, 2, 3].into()));
+        assert_eq!(
+            client_ip(&with("10.1.2.3:5555")),
+            Some([10, 1, 2, 3].into())
+        );
         assert_eq!(
             client_ip(&with("[::1]:80")),
             Some(std::net::Ipv6Addr::LOCALHOST.into())

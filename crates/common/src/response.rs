@@ -31,10 +31,47 @@ pub fn json<T: Serialize + ?Sized>(
     Ok(response)
 }
 
+/// `201 Created` with `value` as its body and `Location: location`, the new
+/// resource's path.
+pub fn created<T: Serialize + ?Sized>(
+    location: &str,
+    value: &T,
+) -> Result<http::Response<String>, Problem> {
+    let mut response = json(StatusCode::CREATED, value)?;
+    let location = HeaderValue::from_str(location)
+        .map_err(|_| Problem::internal(format!("{location:?} is not a valid Location")))?;
+    response
+        .headers_mut()
+        .insert(http::header::LOCATION, location);
+    Ok(response)
+}
+
+/// An empty `204 No Content`: a delete or an action with nothing to say.
+pub fn no_content() -> Result<http::Response<String>, Problem> {
+    let mut response = http::Response::new(String::new());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn created_says_where_the_new_resource_lives() {
+        let response = created("/v1/users/42", &serde_json::json!({"user_id": 42})).unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.headers()[http::header::LOCATION], "/v1/users/42");
+        assert_eq!(response.body(), r#"{"user_id":42}"#);
+    }
+
+    #[test]
+    fn no_content_is_an_empty_204() {
+        let response = no_content().unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(response.body().is_empty());
+    }
 
     #[test]
     fn json_sets_the_status_media_type_and_body() {

@@ -72,11 +72,7 @@ impl Db {
     /// A variable that is not set is a 500 (the deployment is broken); a database
     /// that does not answer is a 503 `upstream_unavailable`. Neither sends the address.
     pub async fn connect() -> Result<Self, Problem> {
-        let address = spin_sdk::variables::get(DATABASE_URL)
-            .await
-            .map_err(|error| {
-                Problem::internal(format!("reading the variable {DATABASE_URL}: {error}"))
-            })?;
+        let address = crate::variables::text(DATABASE_URL).await?;
         let connection = Connection::open(address)
             .await
             .map_err(|error| DbError::pg("connecting", error))?;

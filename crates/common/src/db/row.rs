@@ -10,6 +10,7 @@
 //! | [`Uuid`] | `uuid` |
 //! | [`Timestamp`] | `timestamptz` (and `timestamp`, taken as UTC) |
 //! | `serde_json::Value`, [`Json<T>`] | `jsonb` |
+//! | [`Role`](crate::auth::Role) | `text` holding a role name |
 //! | `Option<T>` | any of these, `NULL` as `None` |
 
 use std::sync::Arc;
@@ -141,6 +142,16 @@ impl FromValue for Uuid {
                 Uuid::try_parse(text).map_err(|error| format!("malformed uuid: {error}"))
             }
             other => Err(mismatch("uuid", other)),
+        }
+    }
+}
+
+/// A role column holds its name (`admin`, `member`, `viewer`).
+impl FromValue for crate::auth::Role {
+    fn from_value(value: &DbValue) -> Result<Self, String> {
+        match value {
+            DbValue::Str(text) => text.parse().map_err(|_| "not a role name".to_owned()),
+            other => Err(mismatch("text", other)),
         }
     }
 }

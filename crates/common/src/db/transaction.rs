@@ -52,7 +52,11 @@ impl<C: Client> Tx<'_, C> {
 }
 
 impl<C: Client> Client for Tx<'_, C> {
-    async fn query(&self, statement: &str, params: &[ParameterValue]) -> Result<Vec<super::Row>, DbError> {
+    async fn query(
+        &self,
+        statement: &str,
+        params: &[ParameterValue],
+    ) -> Result<Vec<super::Row>, DbError> {
         self.client.query(statement, params).await
     }
 
