@@ -4,6 +4,9 @@
 //! The binary and the components must be built first (`./dev test` does it),
 //! and PostgreSQL must be running for the tests that use a database (`./dev
 //! test` starts it): each such test gets a [`TestDatabase`] of its own.
+//!
+//! Every `arena up` gets the signing key [`TEST_SIGNING_KEYS`] (spin.toml requires
+//! one), so tests can also sign access tokens of their own.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,6 +28,31 @@ const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 
 /// The environment variable that sets the Spin variable `database_url`.
 const DATABASE_URL_ENV: &str = "SPIN_VARIABLE_DATABASE_URL";
+
+/// The environment variable that sets the Spin variable `jwt_signing_keys`,
+/// which spin.toml requires.
+pub const SIGNING_KEYS_ENV: &str = "SPIN_VARIABLE_JWT_SIGNING_KEYS";
+
+// Literals, so `concat!` can join them into [`TEST_SIGNING_KEYS`].
+macro_rules! test_kid {
+    () => {
+        "test-1"
+    };
+}
+macro_rules! test_secret {
+    () => {
+        "arena-e2e-signing-secret-0123456789abcde"
+    };
+}
+
+/// The key id of the one signing key every [`Arena`] gets.
+pub const TEST_SIGNING_KID: &str = test_kid!();
+/// That key's secret (40 bytes; HS256 needs 32 or more): tests sign their own
+/// access tokens with it.
+pub const TEST_SIGNING_SECRET: &str = test_secret!();
+/// `jwt_signing_keys` (`kid:secret`) as every [`Arena`] starts with unless the
+/// caller's env list sets [`SIGNING_KEYS_ENV`] itself.
+pub const TEST_SIGNING_KEYS: &str = concat!(test_kid!(), ":", test_secret!());
 
 /// The repository root.
 ///
@@ -182,6 +210,10 @@ impl Arena {
                 .arg(repo_root().join("migrations")),
             None => command.env_remove(DATABASE_URL_ENV).arg("--no-migrate"),
         };
+        // spin.toml requires a signing key; other manifests ignore it.
+        if !env.iter().any(|(key, _)| *key == SIGNING_KEYS_ENV) {
+            command.env(SIGNING_KEYS_ENV, TEST_SIGNING_KEYS);
+        }
         let mut child = command
             .args(args)
             .env("RUST_LOG", "info")

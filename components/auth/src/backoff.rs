@@ -2,9 +2,9 @@
 //!
 //! Failures are counted per account (`user:<name>`, whether or not it exists, so a
 //! lockout says nothing about existence) and per client address (`addr:<ip>`).
-//! After `login_free_failures` of them, each further failure locks the subject out
-//! for twice as long as the one before, from `login_lockout_seconds` up to
-//! [`MAX_LOCKOUT_SECS`]. While locked, a password is not even checked. A success
+//! The `login_free_failures`th failure locks the subject out for
+//! `login_lockout_seconds`, and each later one for twice as long as the one before,
+//! up to [`MAX_LOCKOUT_SECS`]. While locked, a password is not even checked. A success
 //! clears the account's count but not the address's, so an attacker holding one
 //! valid account cannot reset their address between guesses at others. Counts
 //! older than an hour start over.
@@ -37,8 +37,9 @@ pub(crate) async fn locked_for(db: &Db, subjects: &[String]) -> Result<Option<u6
     Ok(wait.map(|seconds| seconds.max(1) as u64))
 }
 
-/// Counts a failed attempt against every subject, locking out those past their
-/// free failures.
+/// Counts a failed attempt against every subject, and locks out each one that
+/// has reached its free failures: `login_lockout_seconds` at the last free one,
+/// doubled by each failure after it.
 pub(crate) async fn record_failure(
     db: &Db,
     subjects: &[String],
@@ -50,13 +51,15 @@ pub(crate) async fn record_failure(
          on conflict (subject) do update set
              failures = case when t.last_failure_at < now() - interval '1 hour'
                              then 1 else t.failures + 1 end,
-             last_failure_at = now(),
-             locked_until = case
-                 when t.last_failure_at >= now() - interval '1 hour'
-                      and t.failures + 1 > $2
-                 then now() + make_interval(secs => least(
-                     $3::float8 * power(2, t.failures - $2), $4::float8))
-             end",
+             last_failure_at = now()",
+        &[subjects.to_vec().into()],
+    )
+    .await?;
+    db.execute(
+        "update login_throttles
+         set locked_until = now() + make_interval(secs => least(
+             $3::float8 * power(2, failures - $2), $4::float8))
+         where subject = any($1) and failures >= $2",
         &[
             subjects.to_vec().into(),
             backoff.free_failures.into(),

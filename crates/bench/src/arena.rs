@@ -22,25 +22,42 @@ impl Drop for RunningArena {
     }
 }
 
-/// Starts `arena up` for `manifest` and measures the time until `probe`
-/// answers 200.
+/// The access-token signing key spin.toml requires; any will do here.
+const SIGNING_KEYS: &str = "bench-1:an-access-token-signing-secret-for-benchmarks";
+
+/// Starts `arena up` for `manifest` without migrating, and measures the time
+/// until `probe` answers 200.
 pub fn start(
     manifest: &str,
     cache: &Path,
     probe: &str,
 ) -> anyhow::Result<(RunningArena, Duration)> {
+    start_with(manifest, cache, probe, &["--no-migrate"], &[])
+}
+
+/// [`start`] with more `arena up` arguments and Spin variables (`NAME`, value).
+pub fn start_with(
+    manifest: &str,
+    cache: &Path,
+    probe: &str,
+    args: &[&str],
+    variables: &[(&str, &str)],
+) -> anyhow::Result<(RunningArena, Duration)> {
     let started = Instant::now();
-    let mut child = Command::new(std::env::var("ARENA_BIN").unwrap_or_else(|_| ARENA.into()))
-        .args([
-            "--log-format",
-            "json",
-            "up",
-            "--no-migrate",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+    let mut command = Command::new(std::env::var("ARENA_BIN").unwrap_or_else(|_| ARENA.into()));
+    command
+        .args(["--log-format", "json", "up", "--listen", "127.0.0.1:0"])
+        .args(args)
         .args(["--manifest", manifest, "--cache-dir"])
         .arg(cache)
+        .env("SPIN_VARIABLE_JWT_SIGNING_KEYS", SIGNING_KEYS);
+    for (name, value) in variables {
+        command.env(
+            format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
+            value,
+        );
+    }
+    let mut child = command
         .env("RUST_LOG", "warn,arena::commands::up=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -76,4 +93,23 @@ fn answers_ok(address: &str, path: &str) -> bool {
     stream.write_all(request.as_bytes()).is_ok()
         && stream.read_to_string(&mut response).is_ok()
         && response.starts_with("HTTP/1.1 200")
+}
+
+/// Logs in with `form` at `url` and returns the access token (curl does the HTTP).
+pub fn access_token(url: &str, form: &str) -> anyhow::Result<String> {
+    let output = Command::new("curl")
+        .args(["-sS", "--fail", "-X", "POST", "--data", form, url])
+        .output()
+        .context("cannot run curl")?;
+    if !output.status.success() {
+        bail!(
+            "logging in at {url} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    answer["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the token answer has no access_token")
 }

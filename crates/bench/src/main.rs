@@ -8,9 +8,13 @@
 //! - `postgres`: a single-row `SELECT` through a component (`spin:postgres`,
 //!   tests/fixtures/postgres.toml) vs the same query from native
 //!   tokio-postgres with a pool like the host's.
+//! - `auth`: logins per second (`POST /v1/auth/token`, an Argon2id check and a
+//!   new session each), and what the auth middleware costs: a public request
+//!   it passes on untouched vs authenticated ones (token verified, session
+//!   looked up, rate limit counted).
 //!
 //! Usage, from the repository root once `./dev build` has run:
-//! `arena-bench [health|postgres|all] [ROUNDS]` (default `all 3`).
+//! `arena-bench [health|postgres|auth|all] [ROUNDS]` (default `all 3`).
 
 mod arena;
 mod native;
@@ -18,7 +22,7 @@ mod wrk;
 
 use std::time::Duration;
 
-use wrk::{Run, Summary};
+use wrk::{Load, Run, Summary};
 
 /// The database the `postgres` scenario queries (the fixture's own).
 const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
@@ -33,6 +37,9 @@ fn main() -> anyhow::Result<()> {
     }
     if matches!(scenario.as_str(), "postgres" | "all") {
         postgres(rounds, &cache)?;
+    }
+    if matches!(scenario.as_str(), "auth" | "all") {
+        auth(rounds, &cache)?;
     }
     let _ = std::fs::remove_dir_all(&cache);
     Ok(())
@@ -96,8 +103,8 @@ fn compare(
     let mut arena_runs: Vec<Run> = Vec::new();
     for round in 1..=rounds {
         eprintln!("{title}: round {round}/{rounds}");
-        native_runs.push(wrk::run(native.1)?);
-        arena_runs.push(wrk::run(arena.1)?);
+        native_runs.push(wrk::run(&Load::get(native.1))?);
+        arena_runs.push(wrk::run(&Load::get(arena.1))?);
     }
     let (n, a) = (Summary::of(&native_runs), Summary::of(&arena_runs));
     println!("### {title}\n");
@@ -117,6 +124,105 @@ fn compare(
         a.p50_ms / n.p50_ms,
         a.p99_ms / n.p99_ms
     );
+    Ok(())
+}
+
+/// The database the `auth` scenario migrates and fills, made afresh each run.
+const AUTH_DATABASE: &str = "arena_bench_auth";
+const ADMIN: &str = "bench-admin";
+const ADMIN_PASSWORD: &str = "a benchmark admin's passphrase";
+
+fn auth(rounds: usize, cache: &std::path::Path) -> anyhow::Result<()> {
+    native::recreate_database(DATABASE_URL, AUTH_DATABASE)?;
+    let url = format!("postgres://postgres@127.0.0.1:5432/{AUTH_DATABASE}?sslmode=disable");
+    // Limits far above what the load reaches: this measures the checks, not refusals.
+    let unlimited = "1000000000";
+    let (running, _) = arena::start_with(
+        "spin.toml",
+        cache,
+        "/v1/health",
+        &["--database-url", &url],
+        &[
+            ("database_url", &url),
+            ("admin_username", ADMIN),
+            ("admin_password", ADMIN_PASSWORD),
+            ("rate_limit_per_user", unlimited),
+            ("rate_limit_per_address", unlimited),
+            ("rate_limit_token_per_address", unlimited),
+        ],
+    )?;
+    let base = format!("http://{}", running.address);
+    let login = format!(
+        "grant_type=password&username={ADMIN}&password={}",
+        ADMIN_PASSWORD.replace(' ', "+")
+    );
+    let token = arena::access_token(&format!("{base}/v1/auth/token"), &login)?;
+    let bearer = format!("Authorization: Bearer {token}");
+    let (health, me, missing, token_url) = (
+        format!("{base}/v1/health"),
+        format!("{base}/v1/auth/me"),
+        format!("{base}/v1/no-such-route"),
+        format!("{base}/v1/auth/token"),
+    );
+    table(
+        "The auth middleware's cost",
+        &[
+            (
+                "public `GET /v1/health` (passed on untouched)",
+                Load::get(&health),
+            ),
+            (
+                "authenticated `GET /v1/no-such-route` (all of the middleware, then meta's 404, no query)",
+                Load {
+                    url: &missing,
+                    header: Some(&bearer),
+                    form: None,
+                    expect_status: Some(404),
+                },
+            ),
+            (
+                "authenticated `GET /v1/auth/me` (all of the middleware, then the handler's own query)",
+                Load {
+                    url: &me,
+                    header: Some(&bearer),
+                    form: None,
+                    expect_status: None,
+                },
+            ),
+            (
+                "`POST /v1/auth/token` (a password login)",
+                Load {
+                    url: &token_url,
+                    header: None,
+                    form: Some(&login),
+                    expect_status: None,
+                },
+            ),
+        ],
+        rounds,
+    )
+}
+
+/// Loads each of `loads` `rounds` times, alternating, and prints the medians.
+fn table(title: &str, loads: &[(&str, Load)], rounds: usize) -> anyhow::Result<()> {
+    let mut runs: Vec<Vec<Run>> = loads.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds {
+        eprintln!("{title}: round {round}/{rounds}");
+        for ((_, load), runs) in loads.iter().zip(&mut runs) {
+            runs.push(wrk::run(load)?);
+        }
+    }
+    println!("### {title}\n");
+    println!("| request | requests/s | p50 | p99 |");
+    println!("|---|---:|---:|---:|");
+    for ((name, _), runs) in loads.iter().zip(&runs) {
+        let summary = Summary::of(runs);
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms |",
+            summary.rps, summary.p50_ms, summary.p99_ms
+        );
+    }
+    println!("\n(medians of {rounds} rounds)\n");
     Ok(())
 }
 

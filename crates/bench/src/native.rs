@@ -82,3 +82,20 @@ pub fn pool(url: &str) -> anyhow::Result<deadpool_postgres::Pool> {
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()?)
 }
+
+/// Drops the database `name` (disconnecting anyone using it) so `arena up`
+/// creates and migrates it afresh; `admin_url` names a database to do it from.
+pub fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("drop database if exists {name} with (force)"))
+            .await?;
+        anyhow::Ok(())
+    })
+}
