@@ -81,11 +81,9 @@ async fn record_excess<B>(
     }
 }
 
-/// The Spin entry point: checks the request, then hands it to the next handler in
-/// the chain (the API component) and adds the rate-limit headers to its answer.
-#[cfg(all(feature = "component", target_family = "wasm"))]
-#[spin_sdk::http_service]
-async fn serve(mut req: spin_sdk::http::Request) -> impl spin_sdk::http::IntoResponse {
+/// Answers one request: checks it, then hands it to the next handler in the chain
+/// (the API component) and adds the rate-limit headers to its answer.
+pub async fn handle(mut req: spin_sdk::http::Request) -> impl spin_sdk::http::IntoResponse {
     use spin_sdk::http::IntoResponse;
 
     let verdict = match admit(&mut req).await {
@@ -103,4 +101,11 @@ async fn serve(mut req: spin_sdk::http::Request) -> impl spin_sdk::http::IntoRes
             Problem::internal(format!("the component behind failed: {error:?}")).into_response()
         }
     }
+}
+
+/// The Spin entry point: the component's `wasi:http/handler` export.
+#[cfg(all(feature = "component", target_family = "wasm"))]
+#[spin_sdk::http_service]
+async fn serve(req: spin_sdk::http::Request) -> impl spin_sdk::http::IntoResponse {
+    handle(req).await
 }
