@@ -453,7 +453,7 @@ mod tests {
                 ),
             },
         )]);
-        let document = serde_json::to_value(crate::openapi::assemble()).unwrap();
+        let document = serde_json::to_value(crate::openapi::generate::assemble()).unwrap();
         let example = &document["paths"]["/v1/ready"]["get"]["responses"]["503"]["content"]["application/json"]
             ["example"];
         assert_eq!(serde_json::to_value(&readiness).unwrap(), *example);
@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn the_reason_is_documented_as_an_optional_string_never_null() {
-        let document = serde_json::to_value(crate::openapi::assemble()).unwrap();
+        let document = serde_json::to_value(crate::openapi::generate::assemble()).unwrap();
         let schema = &document["components"]["schemas"]["ReadinessDependency"];
         assert_eq!(schema["properties"]["reason"]["type"], "string");
         assert_eq!(
