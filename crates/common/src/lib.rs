@@ -12,6 +12,9 @@
 //! | [`auth`] | [`Identity`](auth::Identity): the verified caller, their role, and the ownership rule |
 //! | `audit` (`spin`) | [`AuditEvent`](audit::AuditEvent): a record in the audit trail |
 //! | `credentials` (`credentials`) | access tokens (JWT), refresh tokens and API keys: made, digested, verified |
+//! | `ollama` (`ollama`) | the Ollama client: models, streamed chat, embeddings, with deadlines |
+//! | `usage` (`spin`) | every model call recorded with its tokens; quotas enforced |
+//! | `sse` (`ollama`) | server-sent events: a streamed response fed by a task |
 //! | [`query`] | [`Filters`](query::Filters): a list's filter parameters, strictly read |
 //! | [`pagination`] | `?limit=&cursor=` in, [`Page`](pagination::Page) `{items, next_cursor}` out |
 //! | `db` (`spin`) | PostgreSQL: connecting, typed rows, transactions, errors mapped to problems |
@@ -51,12 +54,18 @@ pub mod db;
 #[cfg(feature = "spin")]
 pub mod events;
 pub mod ids;
+#[cfg(feature = "ollama")]
+pub mod ollama;
 pub mod pagination;
 pub mod problem;
 pub mod query;
 pub mod request;
 pub mod response;
+#[cfg(feature = "ollama")]
+pub mod sse;
 pub mod time;
+#[cfg(feature = "spin")]
+pub mod usage;
 pub mod validate;
 #[cfg(feature = "spin")]
 pub mod variables;

@@ -124,6 +124,12 @@ impl Problem {
         Self::new(ProblemCode::ValidationFailed, detail)
     }
 
+    /// 422: a well-formed value that cannot be used as asked. Add fields with
+    /// [`with_field_error`](Self::with_field_error).
+    pub fn invalid_parameters(detail: impl Into<String>) -> Self {
+        Self::new(ProblemCode::InvalidParameters, detail)
+    }
+
     /// 404: nothing lives at this path (or the caller may not know that it does).
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(ProblemCode::NotFound, detail)

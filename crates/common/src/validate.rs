@@ -160,6 +160,12 @@ impl Validator {
 
     /// `Ok` if nothing was recorded, else a 400 listing every recorded field.
     pub fn finish(self) -> Result<(), Problem> {
+        self.finish_as(crate::ProblemCode::ValidationFailed)
+    }
+
+    /// [`finish`](Self::finish) with another code: `InvalidParameters` (422) for
+    /// values that are well formed but cannot be used as asked.
+    pub fn finish_as(self, code: crate::ProblemCode) -> Result<(), Problem> {
         if self.errors.is_empty() {
             return Ok(());
         }
@@ -169,7 +175,7 @@ impl Validator {
         Err(self
             .errors
             .into_iter()
-            .fold(Problem::validation_failed(detail), |problem, error| {
+            .fold(Problem::new(code, detail), |problem, error| {
                 problem.with_field_error(error.field, error.message)
             }))
     }

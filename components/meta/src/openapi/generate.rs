@@ -21,6 +21,7 @@ fn areas() -> Vec<OpenApi> {
         arena_common::openapi(),
         openapi(),
         arena_auth::openapi(),
+        arena_ai::openapi(),
     ]
 }
 

@@ -24,6 +24,10 @@ pub enum ProblemCode {
     /// malformed JSON, a wrong type, an unknown field, a bad UUID, an out-of-range
     /// number. `errors` names each offending field.
     ValidationFailed,
+    /// **422 Unprocessable Content.** The request is well formed, but a value cannot
+    /// be used as asked: a generation parameter out of its range, or outside what the
+    /// deployment's policy allows. `errors` names each offending field.
+    InvalidParameters,
     /// **404 Not Found.** Nothing lives at this path, or the caller may not know it exists.
     NotFound,
     /// **405 Method Not Allowed.** The path exists but not with this method; the
@@ -64,8 +68,9 @@ pub enum ProblemCode {
 
 impl ProblemCode {
     /// Every code, in documentation order.
-    pub const ALL: [ProblemCode; 15] = [
+    pub const ALL: [ProblemCode; 16] = [
         Self::ValidationFailed,
+        Self::InvalidParameters,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::Unauthorized,
@@ -86,6 +91,7 @@ impl ProblemCode {
     pub const fn status(self) -> StatusCode {
         match self {
             Self::ValidationFailed => StatusCode::BAD_REQUEST,
+            Self::InvalidParameters => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -106,6 +112,7 @@ impl ProblemCode {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::ValidationFailed => "validation_failed",
+            Self::InvalidParameters => "invalid_parameters",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Unauthorized => "unauthorized",
@@ -127,6 +134,7 @@ impl ProblemCode {
     pub const fn title(self) -> &'static str {
         match self {
             Self::ValidationFailed => "Validation failed",
+            Self::InvalidParameters => "Invalid parameters",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::Unauthorized => "Unauthorized",
@@ -150,6 +158,9 @@ impl ProblemCode {
         match self {
             Self::ValidationFailed => {
                 "The input is malformed or a value is out of bounds; `errors` names each offending field."
+            }
+            Self::InvalidParameters => {
+                "The request is well formed but a value cannot be used as asked (a generation parameter out of range or outside the deployment's policy); `errors` names each offending field."
             }
             Self::NotFound => {
                 "Nothing lives at this path, or the caller may not know that it exists."
@@ -251,6 +262,7 @@ mod tests {
         use ProblemCode::*;
         let expected = [
             (ValidationFailed, 400),
+            (InvalidParameters, 422),
             (NotFound, 404),
             (MethodNotAllowed, 405),
             (Unauthorized, 401),

@@ -59,6 +59,7 @@ macro_rules! problem_responses {
 
 problem_responses!(
     ValidationFailed,
+    InvalidParameters,
     NotFound,
     MethodNotAllowed,
     Unauthorized,
@@ -132,6 +133,7 @@ fn header(schema_type: Type, description: &str) -> utoipa::openapi::header::Head
 fn example_detail(code: ProblemCode) -> &'static str {
     match code {
         ProblemCode::ValidationFailed => "the agent has 1 invalid field",
+        ProblemCode::InvalidParameters => "options.temperature must be from 0 to 2, got 3",
         ProblemCode::NotFound => "no agent 0191f0c4-8d5e-7c1a-9b7e-3f2a1c4d5e6f",
         ProblemCode::MethodNotAllowed => "DELETE is not allowed here; allowed: GET, PATCH",
         ProblemCode::Unauthorized => "the access token has expired",
