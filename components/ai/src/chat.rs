@@ -20,19 +20,19 @@ use arena_common::auth::{Identity, Role};
 use arena_common::body::read_json;
 use arena_common::db::Db;
 use arena_common::ids::Uuid;
-use arena_common::ollama::{ChatChunk, ChatRequest, Message, Ollama, OllamaError, Options, Stream};
+use arena_common::ollama::{ChatChunk, ChatRequest, Message, OllamaError, Options, Stream};
 use arena_common::problem::responses::{
     Forbidden, InvalidParameters, NotFound, QuotaExceeded, Unauthorized, UpstreamUnavailable,
     ValidationFailed,
 };
-use arena_common::usage::{self, CallFor, Kind, Quotas, Status};
+use arena_common::usage::{self, CallFor, Kind, Status};
 use arena_common::validate::{Validate, Validator};
 use arena_common::{Problem, json, sse};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::policy::Policy;
+use crate::policy::{self, Policy};
 use crate::{Request, Response, plain};
 
 /// The roles a chat message may have.
@@ -142,12 +142,7 @@ pub(crate) async fn post(req: &mut Request) -> Result<Response, Problem> {
         agent_id: body.agent_id,
         discussion_id: body.discussion_id,
     };
-    let db = Db::connect().await?;
-    Quotas::from_variables()
-        .await?
-        .check(&db, &call_for)
-        .await?;
-    let ollama = Ollama::from_variables().await?;
+    let (db, ollama) = policy::within_quotas(&call_for).await?;
 
     let call = Call {
         id: usage::start(&db, &call_for, &body.model, Kind::Chat).await?,

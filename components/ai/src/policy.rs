@@ -1,8 +1,10 @@
 //! The deployment's policy for model calls, from Spin variables: which models may
-//! be used, and the most tokens one request may generate.
+//! be used, the most tokens one request may generate, and the token quotas.
 
 use arena_common::Problem;
-use arena_common::ollama::{Options, same_model};
+use arena_common::db::Db;
+use arena_common::ollama::{Ollama, Options, same_model};
+use arena_common::usage::{CallFor, Quotas};
 use arena_common::variables;
 
 /// What an admin allows.
@@ -75,6 +77,14 @@ impl Policy {
         options.num_predict.get_or_insert(self.max_tokens);
         Ok(options)
     }
+}
+
+/// The database and Ollama for a model call for `call`, once its quotas allow it
+/// (`429 quota_exceeded` otherwise).
+pub(crate) async fn within_quotas(call: &CallFor) -> Result<(Db, Ollama), Problem> {
+    let db = Db::connect().await?;
+    Quotas::from_variables().await?.check(&db, call).await?;
+    Ok((db, Ollama::from_variables().await?))
 }
 
 #[cfg(test)]

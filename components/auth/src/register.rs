@@ -13,7 +13,7 @@ use arena_common::{Problem, created};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::user::{User, check_display_name, check_username};
+use crate::user::{User, check_account};
 use crate::{Request, password, settings, users};
 
 /// A new account.
@@ -29,11 +29,12 @@ pub(crate) struct Registration {
 
 impl Validate for Registration {
     fn validate(&self, v: &mut Validator) {
-        check_username(v, "username", &self.username);
-        password::check_strength(v, "password", &self.password, &self.username);
-        if let Some(name) = &self.display_name {
-            check_display_name(v, "display_name", name);
-        }
+        check_account(
+            v,
+            &self.username,
+            &self.password,
+            self.display_name.as_deref(),
+        );
     }
 }
 

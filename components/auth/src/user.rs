@@ -63,6 +63,20 @@ pub(crate) fn check_username(v: &mut Validator, field: &str, username: &str) {
     );
 }
 
+/// The rules every new account's fields follow, whoever creates it.
+pub(crate) fn check_account(
+    v: &mut Validator,
+    username: &str,
+    password: &str,
+    display_name: Option<&str>,
+) {
+    check_username(v, "username", username);
+    crate::password::check_strength(v, "password", password, username);
+    if let Some(name) = display_name {
+        check_display_name(v, "display_name", name);
+    }
+}
+
 /// A display name: 1 to 100 characters, no control characters.
 pub(crate) fn check_display_name(v: &mut Validator, field: &str, name: &str) {
     v.length(field, name, 1..=100);

@@ -31,7 +31,7 @@ use http::StatusCode;
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
-use crate::user::{USER_COLUMNS, User, check_display_name, check_username};
+use crate::user::{USER_COLUMNS, User, check_account, check_display_name};
 use crate::{Request, password, sessions};
 use arena_common::query::Filters;
 
@@ -123,11 +123,12 @@ pub(crate) struct NewUser {
 
 impl Validate for NewUser {
     fn validate(&self, v: &mut Validator) {
-        check_username(v, "username", &self.username);
-        password::check_strength(v, "password", &self.password, &self.username);
-        if let Some(name) = &self.display_name {
-            check_display_name(v, "display_name", name);
-        }
+        check_account(
+            v,
+            &self.username,
+            &self.password,
+            self.display_name.as_deref(),
+        );
     }
 }
 
