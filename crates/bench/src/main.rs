@@ -12,12 +12,16 @@
 //!   new session each), and what the auth middleware costs: a public request
 //!   it passes on untouched vs authenticated ones (token verified, session
 //!   looked up, rate limit counted).
+//! - `ai`: a streamed chat through `arena up` (auth middleware, the AI component,
+//!   usage recorded) vs the same chat straight from the fake Ollama it calls: the
+//!   time to the first token Arena adds, and tokens per second through the stack.
 //!
 //! Usage, from the repository root once `./dev build` has run:
-//! `arena-bench [health|postgres|auth|all] [ROUNDS]` (default `all 3`).
+//! `arena-bench [health|postgres|auth|ai|all] [ROUNDS]` (default `all 3`).
 
 mod arena;
 mod native;
+mod stream;
 mod wrk;
 
 use std::time::Duration;
@@ -40,6 +44,9 @@ fn main() -> anyhow::Result<()> {
     }
     if matches!(scenario.as_str(), "auth" | "all") {
         auth(rounds, &cache)?;
+    }
+    if matches!(scenario.as_str(), "ai" | "all") {
+        ai(rounds, &cache)?;
     }
     let _ = std::fs::remove_dir_all(&cache);
     Ok(())
@@ -201,6 +208,85 @@ fn auth(rounds: usize, cache: &std::path::Path) -> anyhow::Result<()> {
         ],
         rounds,
     )
+}
+
+/// Chats per round and path in the `ai` scenario.
+const CHATS_PER_ROUND: usize = 100;
+/// Tokens in each reply.
+const REPLY_TOKENS: usize = 200;
+
+fn ai(rounds: usize, cache: &std::path::Path) -> anyhow::Result<()> {
+    use arena_fake_ollama::{DEFAULT_CHAT_MODEL, FakeOllama, Reply};
+
+    let fake = FakeOllama::start();
+    fake.script(DEFAULT_CHAT_MODEL, Reply::from_tokens((0..REPLY_TOKENS).map(|n| format!(" t{n}"))));
+    native::recreate_database(DATABASE_URL, AUTH_DATABASE)?;
+    let url = format!("postgres://postgres@127.0.0.1:5432/{AUTH_DATABASE}?sslmode=disable");
+    let (fake_url, fake_address) = (fake.url(), fake.address().to_string());
+    let (running, _) = arena::start_with(
+        "spin.toml",
+        cache,
+        "/v1/health",
+        &["--database-url", &url],
+        &[
+            ("database_url", &url),
+            ("admin_username", ADMIN),
+            ("admin_password", ADMIN_PASSWORD),
+            ("ollama_url", &fake_url),
+            ("ollama_host", &fake_address),
+        ],
+    )?;
+    let login = format!("grant_type=password&username={ADMIN}&password={}", ADMIN_PASSWORD.replace(' ', "+"));
+    let token = arena::access_token(&format!("http://{}/v1/auth/token", running.address), &login)?;
+    let bearer = format!("Bearer {token}");
+    let chat = serde_json::json!({
+        "model": DEFAULT_CHAT_MODEL,
+        "messages": [{ "role": "user", "content": "Count." }],
+        "stream": true,
+    })
+    .to_string();
+
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        eprintln!("streamed chat: round {round}/{rounds}");
+        for _ in 0..CHATS_PER_ROUND {
+            direct.push(stream::time(&fake_address, "/api/chat", &[], &chat, b"\"content\":\" t0\"")?);
+            through.push(stream::time(
+                &running.address,
+                "/v1/ai/chat",
+                &[("Authorization", &bearer)],
+                &chat,
+                b"event: token",
+            )?);
+        }
+    }
+    let summary = |timings: &[stream::Timing]| {
+        let mut first: Vec<Duration> = timings.iter().map(|t| t.first_token).collect();
+        first.sort();
+        let mut rates: Vec<f64> = timings
+            .iter()
+            .map(|t| REPLY_TOKENS as f64 / (t.total - t.first_token).as_secs_f64().max(1e-6))
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        let p99 = first[(first.len() * 99 / 100).min(first.len() - 1)];
+        (first[first.len() / 2], p99, rates[rates.len() / 2])
+    };
+    let (d50, d99, d_rate) = summary(&direct);
+    let (a50, a99, a_rate) = summary(&through);
+    println!("### A streamed chat: through Arena vs straight from the fake Ollama\n");
+    println!("| path | first token p50 | first token p99 | tokens/s (median) |");
+    println!("|---|---:|---:|---:|");
+    println!("| fake Ollama `/api/chat` (NDJSON) | {:.2} ms | {:.2} ms | {d_rate:.0} |", millis(d50), millis(d99));
+    println!("| `arena up` `/v1/ai/chat` (SSE) | {:.2} ms | {:.2} ms | {a_rate:.0} |", millis(a50), millis(a99));
+    println!(
+        "\nArena adds {:.2} ms to the first token at the median ({:.2} ms at p99); \
+         streams at {:.2}× the fake's rate ({} chats of {REPLY_TOKENS} tokens a path)\n",
+        millis(a50) - millis(d50),
+        millis(a99) - millis(d99),
+        a_rate / d_rate,
+        direct.len()
+    );
+    Ok(())
 }
 
 /// Loads each of `loads` `rounds` times, alternating, and prints the medians.
