@@ -7,6 +7,10 @@
 //!
 //! Every `arena up` gets the signing key [`TEST_SIGNING_KEYS`] (spin.toml requires
 //! one), so tests can also sign access tokens of their own.
+//!
+//! The suites of the HTTP API build on [`api`] (the real spin.toml started with a
+//! deployment's settings, a client keeping every exchange, responses and their
+//! checks) and [`sse`] (event streams, each event timed on arrival).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod api;
+pub mod sse;
 pub mod upstream;
 
 /// How long `arena up` may take to start listening (cold compiles included).

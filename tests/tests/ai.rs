@@ -7,26 +7,18 @@
 //! and reports the words of every message as `prompt_eval_count`, so each test can
 //! predict the reply and its token counts; usage is checked in `model_calls` directly.
 
-use std::io::{BufRead, BufReader};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arena_e2e::api::{
+    self, ADMIN, ADMIN_PASSWORD, Client, PASSWORD, Response, field_errors, items,
+};
+use arena_e2e::sse::{self, Event, Events};
 use arena_e2e::{Arena, TestDatabase};
 use arena_fake_ollama::{
     DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, FakeOllama, Fault, Model, Reply,
 };
 use reqwest::Method;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-
-const MANIFEST: &str = "spin.toml";
-
-/// The first admin, as the deployment configures them.
-const ADMIN: &str = "root-admin";
-const ADMIN_PASSWORD: &str = "Adm1n pass phrase for e2e tests";
-
-/// The password of every other user the tests create.
-const PASSWORD: &str = "Zebra-lamp quartz 4711 river";
 
 /// `ollama_timeout_seconds` for every test: a stalled Ollama fails fast.
 const OLLAMA_TIMEOUT_SECS: u64 = 2;
@@ -44,62 +36,7 @@ struct Stack {
     arena: Arena,
     db: TestDatabase,
     fake: FakeOllama,
-}
-
-/// A response, read whole.
-struct Answer {
-    method: Method,
-    path: String,
-    status: u16,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|error| panic!("{}: not JSON ({error})", self.context()))
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|value| value.to_str().unwrap().to_owned())
-    }
-
-    fn context(&self) -> String {
-        format!(
-            "{} {} → {} {}",
-            self.method, self.path, self.status, self.text
-        )
-    }
-
-    /// Panics unless the status is `status`; the JSON body (Null if none).
-    #[track_caller]
-    fn expect(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", self.context());
-        if self.text.is_empty() {
-            Value::Null
-        } else {
-            self.json()
-        }
-    }
-
-    /// An RFC 9457 problem with `status` and `code`; the body.
-    #[track_caller]
-    fn expect_problem(&self, status: u16, code: &str) -> Value {
-        assert_eq!(self.status, status, "{}", self.context());
-        let content_type = self.header("content-type").unwrap_or_default();
-        assert!(
-            content_type.starts_with("application/problem+json"),
-            "content-type {content_type:?}: {}",
-            self.context()
-        );
-        let body = self.json();
-        assert_eq!(body["code"], code, "{}", self.context());
-        assert_eq!(body["status"], status, "{}", self.context());
-        body
-    }
+    api: Client,
 }
 
 /// A user the test created, logged in.
@@ -108,160 +45,52 @@ struct Account {
     token: String,
 }
 
-/// A username no other call in this process returns.
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// `application/x-www-form-urlencoded`, every byte but the unreserved ones escaped.
-fn form(pairs: &[(&str, &str)]) -> String {
-    let escape = |text: &str| {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    pairs
-        .iter()
-        .map(|(key, value)| format!("{}={}", escape(key), escape(value)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 impl Stack {
-    /// A fake Ollama, and `arena up` pointed at it with the admin configured, then
-    /// `env` (which may override any of it).
+    /// A fake Ollama, and `arena up` pointed at it with the standard settings of
+    /// [`api::start`], then `env` (which may override any of it).
     fn start(env: &[(&str, &str)]) -> Stack {
         let fake = FakeOllama::start();
         let db = TestDatabase::create();
         let url = fake.url();
         let host = fake.address().to_string();
         let timeout = OLLAMA_TIMEOUT_SECS.to_string();
-        let database_host = db.address();
-        let base = [
-            ("SPIN_VARIABLE_ADMIN_USERNAME", ADMIN),
-            ("SPIN_VARIABLE_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        let ollama = [
             ("SPIN_VARIABLE_OLLAMA_URL", url.as_str()),
             ("SPIN_VARIABLE_OLLAMA_HOST", host.as_str()),
             ("SPIN_VARIABLE_OLLAMA_TIMEOUT_SECONDS", timeout.as_str()),
-            ("SPIN_VARIABLE_DATABASE_HOST", database_host.as_str()),
         ];
-        let mut all: Vec<(&str, &str)> = base
-            .into_iter()
-            .filter(|(key, _)| !env.iter().any(|(k, _)| k == key))
-            .collect();
-        all.extend_from_slice(env);
-        let arena = Arena::start_with_database_and_env(MANIFEST, &db.url(), &[], &all);
-        Stack { arena, db, fake }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.arena.url)
-    }
-
-    fn request(
-        &self,
-        method: Method,
-        path: &str,
-        bearer: &str,
-    ) -> reqwest::blocking::RequestBuilder {
-        self.arena
-            .client()
-            .request(method, self.url(path))
-            .header("authorization", format!("Bearer {bearer}"))
-    }
-
-    fn read(method: Method, path: &str, response: reqwest::blocking::Response) -> Answer {
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().unwrap();
-        Answer {
-            method,
-            path: path.to_owned(),
-            status,
-            headers,
-            text,
+        let arena = api::start(&db, &ollama, env);
+        let api = Client::new(&arena);
+        Stack {
+            arena,
+            db,
+            fake,
+            api,
         }
     }
 
-    fn send(
-        &self,
-        builder: reqwest::blocking::RequestBuilder,
-        method: Method,
-        path: &str,
-    ) -> Answer {
-        let response = builder
-            .send()
-            .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
-        Self::read(method, path, response)
+    fn get(&self, path: &str, bearer: &str) -> Response {
+        self.api.get(path, Some(bearer))
     }
 
-    fn get(&self, path: &str, bearer: &str) -> Answer {
-        self.send(self.request(Method::GET, path, bearer), Method::GET, path)
+    fn delete(&self, path: &str, bearer: &str) -> Response {
+        self.api.delete(path, Some(bearer))
     }
 
-    fn delete(&self, path: &str, bearer: &str) -> Answer {
-        self.send(
-            self.request(Method::DELETE, path, bearer),
-            Method::DELETE,
-            path,
-        )
-    }
-
-    fn post(&self, path: &str, bearer: &str, body: &Value) -> Answer {
-        let builder = self.request(Method::POST, path, bearer).json(body);
-        self.send(builder, Method::POST, path)
+    fn post(&self, path: &str, bearer: &str, body: &Value) -> Response {
+        self.api.post(path, Some(bearer), body)
     }
 
     /// `POST path` asking for an event stream; the stream, once the status is 200.
     #[track_caller]
     fn events(&self, path: &str, bearer: &str, body: &Value) -> Events {
-        let started = Instant::now();
-        let response = self
-            .request(Method::POST, path, bearer)
-            .header("accept", "text/event-stream")
-            .json(body)
-            .send()
-            .unwrap_or_else(|error| panic!("POST {path}: {error}"));
-        if response.status() != 200 {
-            panic!("{}", Self::read(Method::POST, path, response).context());
-        }
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|value| value.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        assert!(
-            content_type.starts_with("text/event-stream"),
-            "POST {path}: content-type {content_type:?}"
-        );
-        Events {
-            reader: BufReader::new(response),
-            started,
-        }
+        sse::post(&self.api, path, Some(bearer), body)
     }
 
     /// A password grant that must succeed; the access token.
     #[track_caller]
     fn login(&self, username: &str, password: &str) -> String {
-        let body = form(&[
-            ("grant_type", "password"),
-            ("username", username),
-            ("password", password),
-        ]);
-        let builder = self
-            .arena
-            .client()
-            .post(self.url("/v1/auth/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        let answer = self.send(builder, Method::POST, "/v1/auth/token");
-        answer.expect(200)["access_token"]
+        self.api.login(username, password)["access_token"]
             .as_str()
             .unwrap()
             .to_owned()
@@ -282,15 +111,7 @@ impl Stack {
     /// A new user with `role`, created by `admin`, logged in.
     #[track_caller]
     fn new_user(&self, admin: &Account, role: &str) -> Account {
-        let username = unique(role);
-        let user = self
-            .post(
-                "/v1/users",
-                &admin.token,
-                &json!({ "username": username, "password": PASSWORD, "role": role }),
-            )
-            .expect(201);
-        assert_eq!(user["role"], role, "{user}");
+        let (username, user) = self.api.create_user(&admin.token, role);
         Account {
             id: user["user_id"].as_str().unwrap().to_owned(),
             token: self.login(&username, PASSWORD),
@@ -298,7 +119,7 @@ impl Stack {
     }
 
     /// `POST /v1/ai/chat` (not streamed).
-    fn chat(&self, bearer: &str, body: &Value) -> Answer {
+    fn chat(&self, bearer: &str, body: &Value) -> Response {
         self.post("/v1/ai/chat", bearer, body)
     }
 
@@ -373,75 +194,6 @@ struct Call {
     finished: bool,
 }
 
-/// A server-sent event, and when it arrived (since the request was sent).
-#[derive(Debug, Clone)]
-struct Event {
-    name: String,
-    id: Option<String>,
-    data: Value,
-    at: Duration,
-}
-
-/// An event stream, read event by event as it arrives.
-struct Events {
-    reader: BufReader<reqwest::blocking::Response>,
-    started: Instant,
-}
-
-impl Events {
-    /// The next event; `None` once the stream has ended.
-    fn next(&mut self) -> Option<Event> {
-        let mut name = None;
-        let mut id = None;
-        let mut data: Vec<String> = Vec::new();
-        loop {
-            let mut line = String::new();
-            let read = self
-                .reader
-                .read_line(&mut line)
-                .unwrap_or_else(|error| panic!("reading the event stream: {error}"));
-            if read == 0 {
-                assert!(
-                    name.is_none() && data.is_empty(),
-                    "the stream ended inside an event: {name:?} {data:?}"
-                );
-                return None;
-            }
-            let line = line.trim_end_matches(['\r', '\n']);
-            if line.is_empty() {
-                if name.is_none() && data.is_empty() {
-                    continue;
-                }
-                let data = data.join("\n");
-                return Some(Event {
-                    name: name.unwrap_or_else(|| "message".to_owned()),
-                    id,
-                    data: serde_json::from_str(&data)
-                        .unwrap_or_else(|error| panic!("event data is not JSON ({error}): {data}")),
-                    at: self.started.elapsed(),
-                });
-            }
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
-            match field {
-                "event" => name = Some(value),
-                "id" => id = Some(value),
-                "data" => data.push(value),
-                _ => {}
-            }
-        }
-    }
-
-    /// Every event left, to the end of the stream.
-    fn rest(mut self) -> Vec<Event> {
-        let mut events = Vec::new();
-        while let Some(event) = self.next() {
-            events.push(event);
-        }
-        events
-    }
-}
-
 /// A chat body of one user message for the fake's chat model.
 fn say(text: &str) -> Value {
     json!({
@@ -453,25 +205,6 @@ fn say(text: &str) -> Value {
 /// The fake's word count, which is also its `prompt_eval_count` for a prompt.
 fn words(text: &str) -> i64 {
     text.split_whitespace().count() as i64
-}
-
-fn field_errors(body: &Value) -> Vec<String> {
-    body["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|error| error["field"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn items(body: &Value) -> Vec<Value> {
-    body["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no items: {body}"))
-        .clone()
 }
 
 /// The model named `name` among `models`.
@@ -892,13 +625,15 @@ fn a_chat_not_streamed_answers_the_whole_message_and_records_its_usage() {
     assert_eq!(options["num_predict"], 4096, "{options}");
 
     // `Accept: application/json` is no stream either.
-    let plain = stack.send(
-        stack
-            .request(Method::POST, "/v1/ai/chat", &member.token)
-            .header("accept", "application/json")
-            .json(&say("again")),
+    let plain = stack.api.send(
         Method::POST,
         "/v1/ai/chat",
+        Some(&member.token),
+        Some((
+            "application/json",
+            serde_json::to_vec(&say("again")).unwrap(),
+        )),
+        &[("accept", "application/json")],
     );
     assert_eq!(plain.expect(200)["message"]["content"], "You said: again");
 

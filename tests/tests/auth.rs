@@ -2,31 +2,24 @@
 //! middleware of the real `spin.toml`, run by `arena up` against a fresh database
 //! per test, driven over HTTP as a client would.
 //!
-//! Every request of a test goes through [`Stack::send`], which keeps each
-//! response body, so a test can also check what no body ever shows.
+//! Every request of a test goes through the harness's [`Client`], which keeps
+//! each response body, so a test can also check what no body ever shows.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arena_e2e::api::{
+    self, ADMIN, ADMIN_PASSWORD, Client, PASSWORD, Response, field_errors, items, unique,
+};
 use arena_e2e::{Arena, TEST_SIGNING_KID, TEST_SIGNING_SECRET, TestDatabase};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::Method;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-const MANIFEST: &str = "spin.toml";
-
-/// The first admin, as the deployment configures them.
-const ADMIN: &str = "root-admin";
-const ADMIN_PASSWORD: &str = "Adm1n pass phrase for e2e tests";
-
-/// The password of every other user the tests create.
-const PASSWORD: &str = "Zebra-lamp quartz 4711 river";
+/// A password the tests change to.
 const NEW_PASSWORD: &str = "another quite long passphrase";
 
 /// The access token lifetime when spin.toml's default is in force.
@@ -35,12 +28,11 @@ const DEFAULT_TTL_SECS: i64 = 900;
 /// What no response body may ever contain.
 const NEVER_IN_A_BODY: [&str; 4] = ["$argon2", "password_hash", "token_hash", "key_hash"];
 
-/// What every test's `arena up` gets, unless the test overrides it. All requests
-/// come from 127.0.0.1, so the per-address login back-off and token-endpoint limit
-/// are generous except in the tests about them.
+/// What every test's `arena up` gets besides the standard settings of
+/// [`api::start`], unless the test overrides it. All requests come from
+/// 127.0.0.1, so the per-address login back-off and token-endpoint limit are
+/// generous except in the tests about them.
 const BASE_ENV: &[(&str, &str)] = &[
-    ("SPIN_VARIABLE_ADMIN_USERNAME", ADMIN),
-    ("SPIN_VARIABLE_ADMIN_PASSWORD", ADMIN_PASSWORD),
     ("SPIN_VARIABLE_OPEN_REGISTRATION", "true"),
     ("SPIN_VARIABLE_LOGIN_LOCKOUT_SECONDS", "1"),
     ("SPIN_VARIABLE_LOGIN_FREE_FAILURES", "1000"),
@@ -56,78 +48,22 @@ const BASE_ENV: &[(&str, &str)] = &[
 struct Stack {
     arena: Arena,
     db: TestDatabase,
-    seen: Mutex<Vec<Seen>>,
+    api: Client,
 }
 
-/// One exchange, kept for scanning.
-#[derive(Clone)]
-struct Seen {
-    method: Method,
-    path: String,
-    status: u16,
-    body: String,
-}
-
-/// A response, read whole.
-struct Reply {
-    method: Method,
-    path: String,
-    status: u16,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|error| {
-            panic!(
-                "{} {} → {}: not JSON ({error}): {}",
-                self.method, self.path, self.status, self.text
-            )
-        })
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|value| value.to_str().unwrap().to_owned())
-    }
-
-    fn context(&self) -> String {
-        format!(
-            "{} {} → {} {}",
-            self.method, self.path, self.status, self.text
-        )
-    }
-
-    /// Panics unless the status is `status`; the JSON body (Null if none).
-    #[track_caller]
-    fn expect(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", self.context());
-        if self.text.is_empty() {
-            Value::Null
-        } else {
-            self.json()
-        }
-    }
-
-    /// An RFC 9457 problem with `status` and `code`; the body.
-    #[track_caller]
-    fn expect_problem(&self, status: u16, code: &str) -> Value {
-        assert_eq!(self.status, status, "{}", self.context());
-        let content_type = self.header("content-type").unwrap_or_default();
-        assert!(
-            content_type.starts_with("application/problem+json"),
-            "content-type {content_type:?}: {}",
-            self.context()
-        );
-        let body = self.json();
-        assert_eq!(body["code"], code, "{}", self.context());
-        assert_eq!(body["status"], status, "{}", self.context());
-        body
-    }
-
+/// The checks of the refusals this file is about, beside [`Response`]'s own.
+trait Refusals {
     /// An RFC 6749 token-endpoint error with `status` and `error`; the body.
+    fn expect_oauth_error(&self, status: u16, error: &str) -> Value;
+    /// A 401 problem with a `WWW-Authenticate: Bearer ...` challenge.
+    fn expect_unauthorized(&self) -> String;
+    /// A 401 for a credential that was presented and refused.
+    fn expect_invalid_token(&self);
+    /// A 429 problem with the rate-limit headers; `Retry-After` in seconds.
+    fn expect_rate_limited(&self) -> u64;
+}
+
+impl Refusals for Response {
     #[track_caller]
     fn expect_oauth_error(&self, status: u16, error: &str) -> Value {
         assert_eq!(self.status, status, "{}", self.context());
@@ -137,7 +73,6 @@ impl Reply {
         body
     }
 
-    /// A 401 problem with a `WWW-Authenticate: Bearer ...` challenge.
     #[track_caller]
     fn expect_unauthorized(&self) -> String {
         self.expect_problem(401, "unauthorized");
@@ -148,7 +83,6 @@ impl Reply {
         challenge
     }
 
-    /// A 401 for a credential that was presented and refused.
     #[track_caller]
     fn expect_invalid_token(&self) {
         let challenge = self.expect_unauthorized();
@@ -159,7 +93,6 @@ impl Reply {
         );
     }
 
-    /// A 429 problem with the rate-limit headers; `Retry-After` in seconds.
     #[track_caller]
     fn expect_rate_limited(&self) -> u64 {
         self.expect_problem(429, "rate_limited");
@@ -217,143 +150,45 @@ impl Account {
     }
 }
 
-/// A username no other call in this process returns.
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// `application/x-www-form-urlencoded`, every byte but the unreserved ones escaped.
-fn form(pairs: &[(&str, &str)]) -> String {
-    let escape = |text: &str| {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    pairs
-        .iter()
-        .map(|(key, value)| format!("{}={}", escape(key), escape(value)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 impl Stack {
     /// `arena up` with [`BASE_ENV`], overridden by `env`.
     fn start(env: &[(&str, &str)]) -> Stack {
         let db = TestDatabase::create();
-        let address = db.address();
-        let mut all: Vec<(&str, &str)> = BASE_ENV
-            .iter()
-            .filter(|(key, _)| !env.iter().any(|(k, _)| k == key))
-            .copied()
-            .collect();
-        all.extend_from_slice(env);
-        all.push(("SPIN_VARIABLE_DATABASE_HOST", &address));
-        let arena = Arena::start_with_database_and_env(MANIFEST, &db.url(), &[], &all);
-        Stack {
-            arena,
-            db,
-            seen: Mutex::new(Vec::new()),
-        }
+        let arena = api::start(&db, BASE_ENV, env);
+        let api = Client::new(&arena);
+        Stack { arena, db, api }
     }
 
-    /// Sends one request; every other helper goes through here.
-    fn send(
-        &self,
-        method: Method,
-        path: &str,
-        bearer: Option<&str>,
-        body: Option<(&str, Vec<u8>)>,
-        headers: &[(&str, &str)],
-    ) -> Reply {
-        let mut request = self
-            .arena
-            .client()
-            .request(method.clone(), format!("{}{path}", self.arena.url));
-        if let Some(token) = bearer {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if let Some((content_type, bytes)) = body {
-            if !content_type.is_empty() {
-                request = request.header("content-type", content_type);
-            }
-            request = request.body(bytes);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request
-            .send()
-            .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().unwrap();
-        self.seen.lock().unwrap().push(Seen {
-            method: method.clone(),
-            path: path.to_owned(),
-            status,
-            body: text.clone(),
-        });
-        Reply {
-            method,
-            path: path.to_owned(),
-            status,
-            headers,
-            text,
-        }
+    fn get(&self, path: &str, bearer: Option<&str>) -> Response {
+        self.api.get(path, bearer)
     }
 
-    fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
-        self.send(Method::GET, path, bearer, None, &[])
+    fn delete(&self, path: &str, bearer: Option<&str>) -> Response {
+        self.api.delete(path, bearer)
     }
 
-    fn delete(&self, path: &str, bearer: Option<&str>) -> Reply {
-        self.send(Method::DELETE, path, bearer, None, &[])
+    fn post(&self, path: &str, bearer: Option<&str>, body: &Value) -> Response {
+        self.api.post(path, bearer, body)
     }
 
-    fn post(&self, path: &str, bearer: Option<&str>, body: &Value) -> Reply {
-        self.json(Method::POST, path, bearer, body)
-    }
-
-    fn patch(&self, path: &str, bearer: Option<&str>, body: &Value) -> Reply {
-        self.json(Method::PATCH, path, bearer, body)
-    }
-
-    fn json(&self, method: Method, path: &str, bearer: Option<&str>, body: &Value) -> Reply {
-        let bytes = serde_json::to_vec(body).unwrap();
-        self.send(method, path, bearer, Some(("application/json", bytes)), &[])
+    fn patch(&self, path: &str, bearer: Option<&str>, body: &Value) -> Response {
+        self.api.patch(path, bearer, body)
     }
 
     /// `POST /v1/auth/token` with a form body.
-    fn token(&self, pairs: &[(&str, &str)]) -> Reply {
-        self.token_with_headers(pairs, &[])
+    fn token(&self, pairs: &[(&str, &str)]) -> Response {
+        self.api.token(pairs, &[])
     }
 
-    fn token_with_headers(&self, pairs: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
-        let body = form(pairs).into_bytes();
-        self.send(
-            Method::POST,
-            "/v1/auth/token",
-            None,
-            Some(("application/x-www-form-urlencoded", body)),
-            headers,
-        )
+    fn token_with_headers(&self, pairs: &[(&str, &str)], headers: &[(&str, &str)]) -> Response {
+        self.api.token(pairs, headers)
     }
 
-    fn password_grant(&self, username: &str, password: &str) -> Reply {
-        self.token(&[
-            ("grant_type", "password"),
-            ("username", username),
-            ("password", password),
-        ])
+    fn password_grant(&self, username: &str, password: &str) -> Response {
+        self.api.password_grant(username, password)
     }
 
-    fn refresh(&self, refresh_token: &str) -> Reply {
+    fn refresh(&self, refresh_token: &str) -> Response {
         self.token(&[
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
@@ -363,7 +198,7 @@ impl Stack {
     /// A successful password grant.
     #[track_caller]
     fn login(&self, username: &str, password: &str) -> Login {
-        Login::from_body(self.password_grant(username, password).expect(200))
+        Login::from_body(self.api.login(username, password))
     }
 
     #[track_caller]
@@ -371,7 +206,7 @@ impl Stack {
         self.login(ADMIN, ADMIN_PASSWORD)
     }
 
-    fn register(&self, username: &str, password: &str) -> Reply {
+    fn register(&self, username: &str, password: &str) -> Response {
         self.post(
             "/v1/auth/register",
             None,
@@ -395,15 +230,7 @@ impl Stack {
     /// A new user with `role`, created by `admin`, logged in.
     #[track_caller]
     fn new_user(&self, admin: &Login, role: &str) -> Account {
-        let username = unique(role);
-        let user = self
-            .post(
-                "/v1/users",
-                Some(&admin.access),
-                &json!({ "username": username, "password": PASSWORD, "role": role }),
-            )
-            .expect(201);
-        assert_eq!(user["role"], role, "{user}");
+        let (username, user) = self.api.create_user(&admin.access, role);
         let login = self.login(&username, PASSWORD);
         Account {
             user,
@@ -425,10 +252,6 @@ impl Stack {
             .get(&format!("/v1/audit-events?{query}"), Some(&admin.access))
             .expect(200);
         body["items"].as_array().unwrap().clone()
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
     }
 }
 
@@ -501,25 +324,6 @@ fn audience(claims: &Value) -> Value {
         Value::Array(items) if items.len() == 1 => items[0].clone(),
         other => other.clone(),
     }
-}
-
-fn items(body: &Value) -> Vec<Value> {
-    body["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no items: {body}"))
-        .clone()
-}
-
-fn field_errors(body: &Value) -> Vec<String> {
-    body["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|error| error["field"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn sleep_secs(secs: f64) {
@@ -710,6 +514,7 @@ fn token_errors_are_in_rfc_6749_form_and_do_not_tell_which_users_exist() {
     as_json.expect_oauth_error(415, "invalid_request");
     // A body that is not UTF-8 is no form.
     stack
+        .api
         .send(
             Method::POST,
             "/v1/auth/token",
@@ -855,7 +660,7 @@ fn logout_ends_the_session_and_both_of_its_tokens() {
     let member = stack.new_member();
     let other = stack.login(&member.username, PASSWORD);
 
-    let reply = stack.send(
+    let reply = stack.api.send(
         Method::POST,
         "/v1/auth/logout",
         Some(member.token()),
@@ -872,6 +677,7 @@ fn logout_ends_the_session_and_both_of_its_tokens() {
         .expect_oauth_error(400, "invalid_grant");
     // Logging out twice: the token is no longer valid.
     stack
+        .api
         .send(
             Method::POST,
             "/v1/auth/logout",
@@ -884,6 +690,7 @@ fn logout_ends_the_session_and_both_of_its_tokens() {
     // Only that session.
     stack.me(&other.access);
     stack
+        .api
         .send(Method::POST, "/v1/auth/logout", None, None, &[])
         .expect_unauthorized();
 }
@@ -1122,7 +929,7 @@ fn registration_refuses_weak_passwords_and_says_why() {
 fn malformed_registrations_are_refused_without_a_server_error() {
     let stack = Stack::start(&[]);
     let raw = |content_type: &str, body: &[u8]| {
-        stack.send(
+        stack.api.send(
             Method::POST,
             "/v1/auth/register",
             None,
@@ -1239,6 +1046,7 @@ fn every_route_but_the_public_ones_needs_a_bearer_credential() {
         admin.access.clone(),
     ] {
         stack
+            .api
             .send(
                 Method::GET,
                 "/v1/auth/me",
@@ -1258,6 +1066,7 @@ fn every_route_but_the_public_ones_needs_a_bearer_credential() {
         .expect_unauthorized();
     // The scheme's name is case-insensitive (RFC 9110).
     stack
+        .api
         .send(
             Method::GET,
             "/v1/auth/me",
@@ -1284,9 +1093,11 @@ fn identity_headers_sent_by_a_client_are_never_believed() {
     let forged: Vec<(&str, &str)> = forged.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     stack
+        .api
         .send(Method::GET, "/v1/users", None, None, &forged)
         .expect_unauthorized();
     stack
+        .api
         .send(
             Method::GET,
             "/v1/users",
@@ -1296,6 +1107,7 @@ fn identity_headers_sent_by_a_client_are_never_believed() {
         )
         .expect_problem(403, "forbidden");
     let me = stack
+        .api
         .send(
             Method::GET,
             "/v1/auth/me",
@@ -1894,7 +1706,7 @@ fn at_start_of_window() {
 
 /// Sends `request` until it is rate limited, at most `tries` times; the number of
 /// requests let through before and the 429.
-fn until_limited(tries: usize, request: impl Fn(usize) -> Reply) -> (usize, Reply) {
+fn until_limited(tries: usize, request: impl Fn(usize) -> Response) -> (usize, Response) {
     for n in 0..tries {
         let reply = request(n);
         if reply.status == 429 {
@@ -2085,6 +1897,7 @@ fn the_audit_log_records_who_did_what_newest_first() {
         .get("/v1/audit-events", Some(&login.access))
         .expect_problem(403, "forbidden");
     stack
+        .api
         .send(
             Method::POST,
             "/v1/auth/logout",
@@ -2316,7 +2129,7 @@ fn no_response_shows_a_hash_a_password_or_a_secret_it_did_not_just_issue() {
     stack.delete(&format!("/v1/auth/api-keys/{key_id}"), Some(&login.access));
     stack.get("/v1/audit-events?limit=200", token);
 
-    let seen = stack.seen();
+    let seen = stack.api.exchanges();
     // Every secret handed out, and the response that handed it out.
     let mut secrets: Vec<(String, usize)> = Vec::new();
     for (n, exchange) in seen.iter().enumerate() {
