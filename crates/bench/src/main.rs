@@ -219,7 +219,10 @@ fn ai(rounds: usize, cache: &std::path::Path) -> anyhow::Result<()> {
     use arena_fake_ollama::{DEFAULT_CHAT_MODEL, FakeOllama, Reply};
 
     let fake = FakeOllama::start();
-    fake.script(DEFAULT_CHAT_MODEL, Reply::from_tokens((0..REPLY_TOKENS).map(|n| format!(" t{n}"))));
+    fake.script(
+        DEFAULT_CHAT_MODEL,
+        Reply::from_tokens((0..REPLY_TOKENS).map(|n| format!(" t{n}"))),
+    );
     native::recreate_database(DATABASE_URL, AUTH_DATABASE)?;
     let url = format!("postgres://postgres@127.0.0.1:5432/{AUTH_DATABASE}?sslmode=disable");
     let (fake_url, fake_address) = (fake.url(), fake.address().to_string());
@@ -236,7 +239,10 @@ fn ai(rounds: usize, cache: &std::path::Path) -> anyhow::Result<()> {
             ("ollama_host", &fake_address),
         ],
     )?;
-    let login = format!("grant_type=password&username={ADMIN}&password={}", ADMIN_PASSWORD.replace(' ', "+"));
+    let login = format!(
+        "grant_type=password&username={ADMIN}&password={}",
+        ADMIN_PASSWORD.replace(' ', "+")
+    );
     let token = arena::access_token(&format!("http://{}/v1/auth/token", running.address), &login)?;
     let bearer = format!("Bearer {token}");
     let chat = serde_json::json!({
@@ -250,7 +256,13 @@ fn ai(rounds: usize, cache: &std::path::Path) -> anyhow::Result<()> {
     for round in 1..=rounds {
         eprintln!("streamed chat: round {round}/{rounds}");
         for _ in 0..CHATS_PER_ROUND {
-            direct.push(stream::time(&fake_address, "/api/chat", &[], &chat, b"\"content\":\" t0\"")?);
+            direct.push(stream::time(
+                &fake_address,
+                "/api/chat",
+                &[],
+                &chat,
+                b"\"content\":\" t0\"",
+            )?);
             through.push(stream::time(
                 &running.address,
                 "/v1/ai/chat",
@@ -276,8 +288,16 @@ fn ai(rounds: usize, cache: &std::path::Path) -> anyhow::Result<()> {
     println!("### A streamed chat: through Arena vs straight from the fake Ollama\n");
     println!("| path | first token p50 | first token p99 | tokens/s (median) |");
     println!("|---|---:|---:|---:|");
-    println!("| fake Ollama `/api/chat` (NDJSON) | {:.2} ms | {:.2} ms | {d_rate:.0} |", millis(d50), millis(d99));
-    println!("| `arena up` `/v1/ai/chat` (SSE) | {:.2} ms | {:.2} ms | {a_rate:.0} |", millis(a50), millis(a99));
+    println!(
+        "| fake Ollama `/api/chat` (NDJSON) | {:.2} ms | {:.2} ms | {d_rate:.0} |",
+        millis(d50),
+        millis(d99)
+    );
+    println!(
+        "| `arena up` `/v1/ai/chat` (SSE) | {:.2} ms | {:.2} ms | {a_rate:.0} |",
+        millis(a50),
+        millis(a99)
+    );
     println!(
         "\nArena adds {:.2} ms to the first token at the median ({:.2} ms at p99); \
          streams at {:.2}× the fake's rate ({} chats of {REPLY_TOKENS} tokens a path)\n",

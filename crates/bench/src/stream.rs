@@ -53,12 +53,17 @@ pub fn time(
     }
     let total = started.elapsed();
     if !seen.starts_with(b"HTTP/1.1 200") {
-        bail!("{path} answered: {}", String::from_utf8_lossy(&seen[..seen.len().min(300)]));
+        bail!(
+            "{path} answered: {}",
+            String::from_utf8_lossy(&seen[..seen.len().min(300)])
+        );
     }
     let first_token = first_token.context("the answer held no token")?;
     Ok(Timing { first_token, total })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
