@@ -171,44 +171,38 @@ fn auth(rounds: usize, cache: &std::path::Path) -> anyhow::Result<()> {
         format!("{base}/v1/no-such-route"),
         format!("{base}/v1/auth/token"),
     );
+    let public = Load::get(&health);
+    let authenticated = Load::get(&missing).with_header(&bearer).expecting(404);
+    let me = Load::get(&me).with_header(&bearer);
     table(
-        "The auth middleware's cost",
+        "The auth middleware's cost, one request at a time (`-c1`)",
         &[
-            (
-                "public `GET /v1/health` (passed on untouched)",
-                Load::get(&health),
-            ),
-            (
-                "authenticated `GET /v1/no-such-route` (all of the middleware, then meta's 404, no query)",
-                Load {
-                    url: &missing,
-                    header: Some(&bearer),
-                    form: None,
-                    expect_status: Some(404),
-                },
-            ),
-            (
-                "authenticated `GET /v1/auth/me` (all of the middleware, then the handler's own query)",
-                Load {
-                    url: &me,
-                    header: Some(&bearer),
-                    form: None,
-                    expect_status: None,
-                },
-            ),
+            (PUBLIC, public.clone().over(1)),
+            (AUTHENTICATED_404, authenticated.clone().over(1)),
+            (AUTHENTICATED_ME, me.clone().over(1)),
+        ],
+        rounds,
+    )?;
+    table(
+        "The auth middleware's cost under load (`-c32`)",
+        &[
+            (PUBLIC, public),
+            (AUTHENTICATED_404, authenticated),
+            (AUTHENTICATED_ME, me),
             (
                 "`POST /v1/auth/token` (a password login)",
-                Load {
-                    url: &token_url,
-                    header: None,
-                    form: Some(&login),
-                    expect_status: None,
-                },
+                Load::get(&token_url).posting(&login),
             ),
         ],
         rounds,
     )
 }
+
+const PUBLIC: &str = "public `GET /v1/health` (passed on untouched)";
+const AUTHENTICATED_404: &str =
+    "authenticated `GET /v1/no-such-route` (all of the middleware, then meta's 404, no query)";
+const AUTHENTICATED_ME: &str =
+    "authenticated `GET /v1/auth/me` (all of the middleware, then the handler's own query)";
 
 /// Chats per round and path in the `ai` scenario.
 const CHATS_PER_ROUND: usize = 100;

@@ -5,8 +5,11 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 /// One load thread (the machine has two cores, and the servers need them),
-/// 32 keep-alive connections, 10 s per round.
-const WRK_ARGS: &[&str] = &["-t1", "-c32", "-d10s", "--latency"];
+/// 10 s per round; connections are the load's own (32 keep-alive by default).
+const WRK_ARGS: &[&str] = &["-t1", "-d10s", "--latency"];
+
+/// Keep-alive connections when a load does not say.
+const DEFAULT_CONNECTIONS: u32 = 32;
 
 pub struct Run {
     pub rps: f64,
@@ -15,6 +18,7 @@ pub struct Run {
 }
 
 /// What `wrk` sends: a GET of `url` by default.
+#[derive(Clone)]
 pub struct Load<'a> {
     pub url: &'a str,
     /// An extra request header, `Name: value`.
@@ -23,6 +27,8 @@ pub struct Load<'a> {
     pub form: Option<&'a str>,
     /// The one status every answer must have when it is not a 2xx.
     pub expect_status: Option<u16>,
+    /// Concurrent connections; 1 measures latency without queueing.
+    pub connections: u32,
 }
 
 impl<'a> Load<'a> {
@@ -32,13 +38,48 @@ impl<'a> Load<'a> {
             header: None,
             form: None,
             expect_status: None,
+            connections: DEFAULT_CONNECTIONS,
+        }
+    }
+
+    /// Sends `header` (`Name: value`) with each request.
+    pub fn with_header(self, header: &'a str) -> Self {
+        Self {
+            header: Some(header),
+            ..self
+        }
+    }
+
+    /// POSTs `form` instead of the GET.
+    pub fn posting(self, form: &'a str) -> Self {
+        Self {
+            form: Some(form),
+            ..self
+        }
+    }
+
+    /// Accepts `status` as every answer's.
+    pub fn expecting(self, status: u16) -> Self {
+        Self {
+            expect_status: Some(status),
+            ..self
+        }
+    }
+
+    /// Holds `connections` concurrent connections.
+    pub fn over(self, connections: u32) -> Self {
+        Self {
+            connections,
+            ..self
         }
     }
 }
 
 pub fn run(load: &Load) -> anyhow::Result<Run> {
     let mut command = Command::new("wrk");
-    command.args(WRK_ARGS);
+    command
+        .args(WRK_ARGS)
+        .arg(format!("-c{}", load.connections));
     if let Some(header) = load.header {
         command.args(["-H", header]);
     }
