@@ -71,15 +71,15 @@ fn route(method: &Method, path: &str) -> Result<Route, Problem> {
 /// Answers one request. Every problem names the request's path and id, wherever it
 /// was raised.
 pub async fn respond<B>(req: &http::Request<B>) -> Result<http::Response<String>, Problem> {
-    dispatch(req.method(), request::path(req))
+    dispatch(req)
         .await
         .map_err(|problem| problem.for_request(req))
 }
 
-async fn dispatch(method: &Method, path: &str) -> Result<http::Response<String>, Problem> {
-    match route(method, path)? {
+async fn dispatch<B>(req: &http::Request<B>) -> Result<http::Response<String>, Problem> {
+    match route(req.method(), request::path(req))? {
         Route::Health => health::get(),
-        Route::Ready => ready::get().await,
+        Route::Ready => ready::get(req).await,
         Route::OpenApi => openapi::get(),
         Route::Docs => docs::get(),
     }

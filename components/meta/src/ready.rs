@@ -10,6 +10,7 @@
 //! takes a deployment out of rotation (not ready) without getting it restarted (not
 //! alive).
 
+mod ollama;
 mod postgres;
 
 use std::collections::BTreeMap;
@@ -43,27 +44,38 @@ const MAX_REASON_CHARS: usize = 200;
 type Verdict = Result<(), String>;
 
 /// A dependency this deployment needs, and the probe that checks it.
-struct Dependency {
+struct Dependency<'a> {
     /// Its key in the document (`postgres`).
     name: &'static str,
     /// Whether the deployment is not ready while it is down.
     required: bool,
-    probe: LocalBoxFuture<'static, Verdict>,
+    probe: LocalBoxFuture<'a, Verdict>,
 }
 
-/// Every dependency, with its probe ready to run. Adding one (Ollama, Qdrant) is a
-/// module beside [`postgres`] with an `async fn probe() -> Verdict`, and a line here.
-fn dependencies() -> Vec<Dependency> {
-    vec![Dependency {
-        name: "postgres",
-        required: true,
-        probe: postgres::probe().boxed_local(),
-    }]
+/// Every dependency, with its probe ready to run for `req` (whose request id the
+/// probes' own requests carry). Adding one (Qdrant) is a module beside [`postgres`]
+/// with an `async fn probe() -> Verdict`, and a line here.
+fn dependencies<B>(req: &http::Request<B>) -> Vec<Dependency<'_>> {
+    vec![
+        Dependency {
+            name: "postgres",
+            required: true,
+            probe: postgres::probe().boxed_local(),
+        },
+        // Without language models Arena still serves everything but model calls,
+        // so a load balancer keeps it in rotation; the document still says so.
+        Dependency {
+            name: "ollama",
+            required: false,
+            probe: ollama::probe(req).boxed_local(),
+        },
+    ]
 }
 
 /// Check that the API can serve
 ///
-/// Probes every service the API depends on (PostgreSQL: connects and runs `select 1`),
+/// Probes every service the API depends on (PostgreSQL, required: connects and runs
+/// `select 1`; Ollama, optional: asks its version),
 /// all at once and each for at most 2 seconds, and reports each as `up` or `down`
 /// with the probe's latency. `200` when every required dependency is up; otherwise
 /// `503` with the same document, saying which is down and why, and `Retry-After`.
@@ -97,8 +109,8 @@ fn dependencies() -> Vec<Dependency> {
         MethodNotAllowed,
     ),
 )]
-pub(crate) async fn get() -> Result<http::Response<String>, Problem> {
-    let checks = dependencies().into_iter().map(|dependency| async move {
+pub(crate) async fn get<B>(req: &http::Request<B>) -> Result<http::Response<String>, Problem> {
+    let checks = dependencies(req).into_iter().map(|dependency| async move {
         let report = check(dependency.probe, PROBE_TIMEOUT, spin_sdk::time::sleep).await;
         if let Some(reason) = &report.reason {
             // The host tags the line with the component and the request id.
