@@ -22,6 +22,7 @@ fn areas() -> Vec<OpenApi> {
         openapi(),
         arena_auth::openapi(),
         arena_ai::openapi(),
+        arena_agents::openapi(),
     ]
 }
 

@@ -1,0 +1,309 @@
+//! An agent and its versions as the API shows them and the database rows decode,
+//! and the rules their fields follow.
+
+use std::fmt;
+use std::str::FromStr;
+
+use arena_common::db::{DbError, FromRow, FromValue, Json, ParameterValue, Row};
+use arena_common::ids::Uuid;
+use arena_common::ollama::Options;
+use arena_common::time::Timestamp;
+use arena_common::validate::Validator;
+use arena_common::{Problem, ProblemCode};
+use serde::{Deserialize, Serialize};
+use spin_sdk::pg::DbValue;
+use utoipa::ToSchema;
+
+/// The columns [`Agent::from_row`] reads: `select {AGENT_COLUMNS} from agents ...`.
+/// Tags come as JSON, which decodes without an array type of our own.
+pub(crate) const AGENT_COLUMNS: &str = "agent_id, owner_id, name, description, persona, model, \
+     parameters, to_jsonb(tags) as tags, visibility, version, created_at, updated_at";
+
+/// The columns [`AgentVersion::from_row`] reads from `agent_versions`.
+pub(crate) const VERSION_COLUMNS: &str = "agent_id, version, name, description, persona, model, \
+     parameters, to_jsonb(tags) as tags, visibility, created_at, created_by";
+
+/// Who may read an agent besides its owner and admins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Visibility {
+    /// Its owner and admins only.
+    #[default]
+    Private,
+    /// Every user may read it (and use it in a discussion).
+    Shared,
+}
+
+impl Visibility {
+    /// The name used in the API and the database.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Private => "private",
+            Visibility::Shared => "shared",
+        }
+    }
+
+    pub(crate) fn is_shared(self) -> bool {
+        self == Visibility::Shared
+    }
+}
+
+impl fmt::Display for Visibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Visibility {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "private" => Ok(Visibility::Private),
+            "shared" => Ok(Visibility::Shared),
+            _ => Err(()),
+        }
+    }
+}
+
+impl FromValue for Visibility {
+    fn from_value(value: &DbValue) -> Result<Self, String> {
+        let text = String::from_value(value)?;
+        text.parse()
+            .map_err(|()| format!("{text:?} is not a visibility"))
+    }
+}
+
+impl From<Visibility> for ParameterValue {
+    fn from(visibility: Visibility) -> Self {
+        visibility.as_str().to_owned().into()
+    }
+}
+
+/// A participant of discussions: a persona on a model.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub(crate) struct Agent {
+    pub agent_id: Uuid,
+    /// The user who made it; they (and admins) may change it.
+    pub owner_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    /// The system prompt the agent speaks with.
+    pub persona: String,
+    /// The Ollama model it runs on.
+    pub model: String,
+    /// Generation parameters; those left out are the model's defaults.
+    pub parameters: Options,
+    pub tags: Vec<String>,
+    pub visibility: Visibility,
+    /// Name it in a `PATCH` so a concurrent change is not overwritten; also the
+    /// number of its latest entry in the version history.
+    pub version: i32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl FromRow for Agent {
+    fn from_row(row: Row) -> Result<Self, DbError> {
+        let Json(parameters) = row.get("parameters")?;
+        let Json(tags) = row.get("tags")?;
+        Ok(Self {
+            agent_id: row.get("agent_id")?,
+            owner_id: row.get("owner_id")?,
+            name: row.get("name")?,
+            description: row.get("description")?,
+            persona: row.get("persona")?,
+            model: row.get("model")?,
+            parameters,
+            tags,
+            visibility: row.get("visibility")?,
+            version: row.get("version")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        })
+    }
+}
+
+/// An agent as one of its versions was: what spoke in a discussion held then.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub(crate) struct AgentVersion {
+    pub agent_id: Uuid,
+    pub version: i32,
+    pub name: String,
+    pub description: Option<String>,
+    pub persona: String,
+    pub model: String,
+    pub parameters: Options,
+    pub tags: Vec<String>,
+    pub visibility: Visibility,
+    /// When this version was written.
+    pub created_at: Timestamp,
+    /// Who wrote it; `null` once that user is deleted.
+    pub created_by: Option<Uuid>,
+}
+
+impl FromRow for AgentVersion {
+    fn from_row(row: Row) -> Result<Self, DbError> {
+        let Json(parameters) = row.get("parameters")?;
+        let Json(tags) = row.get("tags")?;
+        Ok(Self {
+            agent_id: row.get("agent_id")?,
+            version: row.get("version")?,
+            name: row.get("name")?,
+            description: row.get("description")?,
+            persona: row.get("persona")?,
+            model: row.get("model")?,
+            parameters,
+            tags,
+            visibility: row.get("visibility")?,
+            created_at: row.get("created_at")?,
+            created_by: row.get("created_by")?,
+        })
+    }
+}
+
+/// The most tags an agent has.
+pub(crate) const MAX_TAGS: usize = 20;
+
+/// Text a person reads: `min..=max` characters, not blank, no control characters
+/// but (where `multiline`) line breaks and tabs.
+pub(crate) fn check_text(
+    v: &mut Validator,
+    field: &str,
+    text: &str,
+    bounds: std::ops::RangeInclusive<usize>,
+    multiline: bool,
+) {
+    v.length(field, text, bounds);
+    if !text.is_empty() {
+        v.check(field, !text.trim().is_empty(), "must not be blank");
+    }
+    let allowed = |c: char| !c.is_control() || (multiline && matches!(c, '\n' | '\r' | '\t'));
+    v.check(
+        field,
+        text.chars().all(allowed),
+        "must not contain control characters",
+    );
+}
+
+/// At most [`MAX_TAGS`] tags, each 1 to 40 lowercase letters, digits or `-`, none
+/// twice.
+pub(crate) fn check_tags(v: &mut Validator, tags: &[String]) {
+    v.length("tags", tags, 0..=MAX_TAGS);
+    for (n, tag) in tags.iter().enumerate() {
+        let field = format!("tags[{n}]");
+        let well_formed = (1..=40).contains(&tag.len())
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        v.check(
+            &field,
+            well_formed,
+            "must be 1 to 40 lowercase letters, digits or '-'",
+        );
+        v.check(
+            &field,
+            !tags[..n].contains(tag),
+            format!("repeats the tag {tag:?}"),
+        );
+    }
+}
+
+/// `422 invalid_parameters` naming each generation parameter out of its range as
+/// `parameters.<name>`, as the AI component names them `options.<name>`.
+pub(crate) fn check_parameters(parameters: &Options) -> Result<(), Problem> {
+    let mut checked = Validator::default();
+    parameters.check_into(&mut checked);
+    let Err(problem) = checked.finish_as(ProblemCode::InvalidParameters) else {
+        return Ok(());
+    };
+    // `Options` names its fields after the AI component's `options`.
+    let mut v = Validator::default();
+    for error in problem.errors() {
+        let field = error
+            .field
+            .strip_prefix("options")
+            .map_or_else(|| error.field.clone(), |rest| format!("parameters{rest}"));
+        v.error(field, error.message.clone());
+    }
+    v.finish_as(ProblemCode::InvalidParameters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(check: impl FnOnce(&mut Validator)) -> Vec<String> {
+        let mut v = Validator::default();
+        check(&mut v);
+        match v.finish() {
+            Ok(()) => Vec::new(),
+            Err(problem) => problem.errors().iter().map(|e| e.field.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn tags_are_few_short_lowercase_and_distinct() {
+        let tags = |list: &[&str]| list.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+        assert!(fields(|v| check_tags(v, &tags(&["debate", "gpt-4", "x1"]))).is_empty());
+        assert_eq!(
+            fields(|v| check_tags(v, &tags(&["Debate", "", "a b", "ok", "ok"]))),
+            ["tags[0]", "tags[1]", "tags[2]", "tags[4]"]
+        );
+        let many: Vec<String> = (0..21).map(|n| format!("t{n}")).collect();
+        assert_eq!(fields(|v| check_tags(v, &many)), ["tags"]);
+        assert_eq!(
+            fields(|v| check_tags(v, &tags(&[&"a".repeat(41)]))),
+            ["tags[0]"]
+        );
+    }
+
+    #[test]
+    fn text_is_in_bounds_not_blank_and_free_of_control_characters() {
+        assert!(fields(|v| check_text(v, "persona", "Be\nbrief.", 1..=10, true)).is_empty());
+        assert_eq!(
+            fields(|v| check_text(v, "name", "a\nb", 1..=10, false)),
+            ["name"]
+        );
+        assert_eq!(
+            fields(|v| check_text(v, "name", "   ", 1..=10, false)),
+            ["name"]
+        );
+        assert_eq!(
+            fields(|v| check_text(v, "name", "", 1..=10, false)),
+            ["name"]
+        );
+        assert_eq!(
+            fields(|v| check_text(v, "name", &"é".repeat(11), 1..=10, false)),
+            ["name"]
+        );
+    }
+
+    #[test]
+    fn parameters_out_of_range_are_422_named_as_parameters() {
+        let options: Options = serde_json::from_value(serde_json::json!({
+            "temperature": 2.5, "top_p": 0.5, "num_ctx": 10, "stop": ["", "x"]
+        }))
+        .unwrap();
+        let problem = check_parameters(&options).unwrap_err();
+        assert_eq!(problem.code(), ProblemCode::InvalidParameters);
+        let named: Vec<&str> = problem.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            named,
+            [
+                "parameters.temperature",
+                "parameters.num_ctx",
+                "parameters.stop[0]"
+            ]
+        );
+        assert!(check_parameters(&Options::default()).is_ok());
+    }
+
+    #[test]
+    fn visibility_round_trips_its_names() {
+        for visibility in [Visibility::Private, Visibility::Shared] {
+            assert_eq!(visibility.as_str().parse(), Ok(visibility));
+        }
+        assert!("public".parse::<Visibility>().is_err());
+    }
+}
