@@ -12,7 +12,8 @@
 //! | `GET /v1/agents/{agent_id}/versions`, `GET /v1/agents/{agent_id}/versions/{version}` | `versions` | whoever may read the agent |
 //!
 //! The ownership rule is [`Identity::check`](arena_common::auth::Identity::check)'s:
-//! another user's private agent is a 404, as if it did not exist.
+//! another user's private agent is a 404, as if it did not exist. Every 403 this
+//! component answers is recorded in the audit trail.
 
 mod agent;
 mod agents;
@@ -68,6 +69,9 @@ impl<'a> Route<'a> {
 pub async fn respond(mut req: Request) -> Result<http::Response<String>, Problem> {
     let path = request::path(&req).to_owned();
     let result = dispatch(&mut req, &path).await;
+    if let Err(problem) = &result {
+        arena_common::audit::record_if_denied(&req, problem).await;
+    }
     result.map_err(|problem| problem.for_request(&req))
 }
 

@@ -12,6 +12,8 @@
 //! | `POST /v1/ai/tokens/count` | `tokens` | anyone: how many tokens a text or chat takes |
 //! | `GET /v1/ai/usage` | `usage` | anyone: their own usage (admins: everyone's) |
 //!
+//! Every 403 this component answers is recorded in the audit trail.
+//!
 //! Model names hold `:` and `/` (`llama3.2:1b`, `hf.co/org/model`): everything after
 //! `/v1/ai/models/` is the name, percent-decoded.
 
@@ -94,15 +96,18 @@ pub async fn respond(mut req: Request) -> Response {
     let path = request::path(&req).to_owned();
     match dispatch(&mut req, &path).await {
         Ok(response) => response,
-        Err(problem) => problem
-            .for_request(&req)
-            .into_response()
-            .unwrap_or_else(|_| {
-                // A problem always converts; this only satisfies the types.
-                http::StatusCode::INTERNAL_SERVER_ERROR
-                    .into_response()
-                    .expect("a bare status converts")
-            }),
+        Err(problem) => {
+            arena_common::audit::record_if_denied(&req, &problem).await;
+            problem
+                .for_request(&req)
+                .into_response()
+                .unwrap_or_else(|_| {
+                    // A problem always converts; this only satisfies the types.
+                    http::StatusCode::INTERNAL_SERVER_ERROR
+                        .into_response()
+                        .expect("a bare status converts")
+                })
+        }
     }
 }
 

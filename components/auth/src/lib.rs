@@ -33,10 +33,7 @@ mod users;
 
 pub use openapi::openapi;
 
-use arena_common::audit::AuditEvent;
-use arena_common::auth::Identity;
-use arena_common::db::Db;
-use arena_common::{Problem, ProblemCode, request};
+use arena_common::{Problem, audit, request};
 use http::Method;
 
 /// The body type handlers read: Spin's incoming body in the component, an
@@ -99,10 +96,8 @@ impl<'a> Route<'a> {
 pub async fn respond(mut req: Request) -> Result<http::Response<String>, Problem> {
     let path = request::path(&req).to_owned();
     let result = dispatch(&mut req, &path).await;
-    if let Err(problem) = &result
-        && problem.code() == ProblemCode::Forbidden
-    {
-        record_denial(&req, problem).await;
+    if let Err(problem) = &result {
+        audit::record_if_denied(&req, problem).await;
     }
     result.map_err(|problem| problem.for_request(&req))
 }
@@ -133,23 +128,6 @@ async fn dispatch(req: &mut Request, path: &str) -> Result<http::Response<String
         Route::User(id) if method == Method::PATCH => users::update(req, id).await,
         Route::User(id) => users::delete(req, id).await,
         Route::AuditEvents => audit_events::list(req).await,
-    }
-}
-
-/// Records a 403 in the audit trail. The refusal stands whether or not the record
-/// could be written: failing to log is logged, not turned into a 500.
-async fn record_denial(req: &Request, problem: &Problem) {
-    let Ok(identity) = Identity::from_request(req) else {
-        return;
-    };
-    let recorded = match Db::connect().await {
-        Ok(db) => AuditEvent::denial(&db, req, &identity, problem.detail())
-            .await
-            .map_err(Problem::from),
-        Err(problem) => Err(problem),
-    };
-    if let Err(error) = recorded {
-        eprintln!("recording a permission denial: {error}");
     }
 }
 

@@ -166,7 +166,8 @@ impl AuditEvent {
     }
 
     /// Records a refusal (`permission.denied`) of `req` by `identity`, naming the
-    /// method and path. Components call it for every 403 they answer.
+    /// method and path. Components call it for every 403 they answer (see
+    /// [`record_if_denied`]).
     pub async fn denial<B>(
         db: &impl Client,
         req: &http::Request<B>,
@@ -181,6 +182,28 @@ impl AuditEvent {
             .detail("reason", reason)
             .record(db, req)
             .await
+    }
+}
+
+/// Records `problem` in the audit trail if it is a 403 to a verified caller: what a
+/// component's top-level handler calls with every problem it answers, so no
+/// permission denial goes unrecorded. The refusal stands whether or not the record
+/// could be written: a failure to record is logged, never turned into a 500.
+pub async fn record_if_denied<B>(req: &http::Request<B>, problem: &crate::Problem) {
+    if problem.code() != crate::ProblemCode::Forbidden {
+        return;
+    }
+    let Ok(identity) = Identity::from_request(req) else {
+        return;
+    };
+    let recorded = match crate::db::Db::connect().await {
+        Ok(db) => AuditEvent::denial(&db, req, &identity, problem.detail())
+            .await
+            .map_err(crate::Problem::from),
+        Err(problem) => Err(problem),
+    };
+    if let Err(error) = recorded {
+        eprintln!("recording a permission denial: {error}");
     }
 }
 
