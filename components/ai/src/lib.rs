@@ -169,6 +169,20 @@ mod tests {
     }
 
     #[test]
+    fn the_document_describes_exactly_the_routes_served() {
+        let documented = arena_common::routes::documented(&openapi());
+        assert_eq!(documented.len(), 8, "one documented path per kind of route");
+        for (path, methods) in documented {
+            let route = Route::at(&path).unwrap_or_else(|| panic!("{path} is not served"));
+            assert_eq!(
+                methods,
+                arena_common::routes::sorted(route.methods().to_vec()),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_paths_route_nowhere() {
         for path in [
             "/v1/ai",

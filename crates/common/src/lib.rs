@@ -15,6 +15,7 @@
 //! | `ollama` (`ollama`) | the Ollama client: models, streamed chat, embeddings, with deadlines |
 //! | `usage` (`spin`) | every model call recorded with its tokens; quotas enforced |
 //! | `sse` (`ollama`) | server-sent events: a streamed response fed by a task |
+//! | [`routes`] | the routes a component's OpenAPI declarations name, to check its router against |
 //! | [`query`] | [`Filters`](query::Filters): a list's filter parameters, strictly read |
 //! | [`pagination`] | `?limit=&cursor=` in, [`Page`](pagination::Page) `{items, next_cursor}` out |
 //! | `db` (`spin`) | PostgreSQL: connecting, typed rows, transactions, errors mapped to problems |
@@ -61,6 +62,7 @@ pub mod problem;
 pub mod query;
 pub mod request;
 pub mod response;
+pub mod routes;
 #[cfg(feature = "ollama")]
 pub mod sse;
 pub mod time;
