@@ -1,17 +1,14 @@
 //! An agent and its versions as the API shows them and the database rows decode,
 //! and the rules their fields follow.
 
-use std::fmt;
-use std::str::FromStr;
-
-use arena_common::db::{DbError, FromRow, FromValue, Json, ParameterValue, Row};
+use arena_common::db::{DbError, FromRow, Json, Row};
 use arena_common::ids::Uuid;
 use arena_common::ollama::Options;
 use arena_common::time::Timestamp;
 use arena_common::validate::Validator;
+pub(crate) use arena_common::visibility::Visibility;
 use arena_common::{Problem, ProblemCode};
-use serde::{Deserialize, Serialize};
-use spin_sdk::pg::DbValue;
+use serde::Serialize;
 use utoipa::ToSchema;
 
 /// The columns [`Agent::from_row`] reads: `select {AGENT_COLUMNS} from agents ...`.
@@ -22,63 +19,6 @@ pub(crate) const AGENT_COLUMNS: &str = "agent_id, owner_id, name, description, p
 /// The columns [`AgentVersion::from_row`] reads from `agent_versions`.
 pub(crate) const VERSION_COLUMNS: &str = "agent_id, version, name, description, persona, model, \
      parameters, to_jsonb(tags) as tags, visibility, created_at, created_by";
-
-/// Who may read an agent besides its owner and admins.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Visibility {
-    /// Its owner and admins only.
-    #[default]
-    Private,
-    /// Every user may read it (and use it in a discussion).
-    Shared,
-}
-
-impl Visibility {
-    /// The name used in the API and the database.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Visibility::Private => "private",
-            Visibility::Shared => "shared",
-        }
-    }
-
-    pub(crate) fn is_shared(self) -> bool {
-        self == Visibility::Shared
-    }
-}
-
-impl fmt::Display for Visibility {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Visibility {
-    type Err = ();
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "private" => Ok(Visibility::Private),
-            "shared" => Ok(Visibility::Shared),
-            _ => Err(()),
-        }
-    }
-}
-
-impl FromValue for Visibility {
-    fn from_value(value: &DbValue) -> Result<Self, String> {
-        let text = String::from_value(value)?;
-        text.parse()
-            .map_err(|()| format!("{text:?} is not a visibility"))
-    }
-}
-
-impl From<Visibility> for ParameterValue {
-    fn from(visibility: Visibility) -> Self {
-        visibility.as_str().to_owned().into()
-    }
-}
 
 /// A participant of discussions: a persona on a model.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

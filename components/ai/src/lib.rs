@@ -35,7 +35,9 @@ use http::Method;
 pub(crate) type Request = spin_sdk::http::Request;
 
 /// What handlers answer: a plain response, or an event stream.
-pub(crate) type Response = spin_sdk::wasip3::http::types::Response;
+pub(crate) use arena_common::response::AnyResponse as Response;
+/// Turns a handler's plain answer into the component's response type.
+pub(crate) use arena_common::response::any as plain;
 
 /// A resource this component serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,16 +132,6 @@ async fn dispatch(req: &mut Request, path: &str) -> Result<Response, Problem> {
         Route::TokenCount => tokens::count(req).await,
         Route::Usage => usage::get(req).await,
     }
-}
-
-/// Turns a handler's plain answer into the component's response type.
-pub(crate) fn plain(
-    response: Result<http::Response<String>, Problem>,
-) -> Result<Response, Problem> {
-    use spin_sdk::http::IntoResponse;
-    response?
-        .into_response()
-        .map_err(|error| Problem::internal(format!("converting a response: {error:?}")))
 }
 
 /// The Spin entry point: the component's `wasi:http/handler` export.

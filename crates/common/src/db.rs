@@ -66,7 +66,7 @@ mod error;
 mod row;
 mod transaction;
 
-pub use client::{Client, DATABASE_URL, Db};
+pub use client::{Client, DATABASE_URL, Db, Typed};
 pub use error::{DbError, ResultExt};
 pub use row::{FromRow, FromValue, Json, Row};
 pub use spin_sdk::pg::ParameterValue;

@@ -21,6 +21,7 @@
 //! | `db` (`spin`) | PostgreSQL: connecting, typed rows, transactions, errors mapped to problems |
 //! | `variables` (`spin`) | Spin variables read and parsed, a broken one a 500 naming it |
 //! | `events` (`spin`) | an event recorded in the same transaction as the write it announces |
+//! | [`visibility`] | [`Visibility`](visibility::Visibility): private to its owner, or shared with every user |
 //!
 //! Modules marked `spin` need spin-sdk and exist with the `spin` feature (on by
 //! default); the native host turns it off and links the rest.
@@ -71,6 +72,7 @@ pub mod usage;
 pub mod validate;
 #[cfg(feature = "spin")]
 pub mod variables;
+pub mod visibility;
 
 pub use problem::{FieldError, Problem, ProblemCode};
 pub use response::{created, json, no_content};

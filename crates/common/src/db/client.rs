@@ -142,6 +142,40 @@ impl<C: Client> Client for Db<C> {
     }
 }
 
+/// Typed rows from any [`Client`]: what [`Db`] and [`Tx`](super::Tx) offer, for a
+/// helper that takes `&impl Client` and runs inside a transaction or outside one.
+#[allow(async_fn_in_trait)]
+pub trait Typed: Client + Sized {
+    /// As [`Db::query`].
+    async fn rows<T: FromRow>(
+        &self,
+        statement: &str,
+        params: &[ParameterValue],
+    ) -> Result<Vec<T>, DbError> {
+        query(self, statement, params).await
+    }
+
+    /// As [`Db::query_one`].
+    async fn row<T: FromRow>(
+        &self,
+        statement: &str,
+        params: &[ParameterValue],
+    ) -> Result<T, DbError> {
+        query_one(self, statement, params).await
+    }
+
+    /// As [`Db::query_opt`].
+    async fn row_opt<T: FromRow>(
+        &self,
+        statement: &str,
+        params: &[ParameterValue],
+    ) -> Result<Option<T>, DbError> {
+        query_opt(self, statement, params).await
+    }
+}
+
+impl<C: Client> Typed for C {}
+
 pub(super) async fn query<C: Client, T: FromRow>(
     client: &C,
     statement: &str,

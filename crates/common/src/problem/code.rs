@@ -40,8 +40,25 @@ pub enum ProblemCode {
     /// **409 Conflict.** The request contradicts the current state: a duplicate, or a
     /// stale `version` in a `PATCH`.
     Conflict,
+    /// **409 Conflict.** The resource's lifecycle does not allow this from its current
+    /// state (e.g. pausing a completed discussion); `detail` names the state.
+    InvalidTransition,
+    /// **409 Conflict.** A discussion's turn is in progress and this must wait for it
+    /// (another advance, a roster change, a rejected human message).
+    TurnInProgress,
+    /// **409 Conflict.** There is no turn in progress to act on.
+    NoTurnInProgress,
+    /// **409 Conflict.** A human participant raised a hand and speaks next; they post,
+    /// or their hand is lowered, before an agent's turn.
+    AwaitingParticipant,
+    /// **409 Conflict.** The agent takes part in a discussion that is not over, so it
+    /// cannot be deleted; remove it from the discussion or end the discussion first.
+    AgentInUse,
     /// **412 Precondition Failed.** An `If-Match` ETag no longer matches the resource.
     PreconditionFailed,
+    /// **422 Unprocessable Content.** An `Idempotency-Key` was used before with a
+    /// different request; a key names one request.
+    IdempotencyKeyReused,
     /// **413 Content Too Large.** The request body is over the size limit.
     PayloadTooLarge,
     /// **415 Unsupported Media Type.** The body is not in a media type the route accepts.
@@ -68,7 +85,7 @@ pub enum ProblemCode {
 
 impl ProblemCode {
     /// Every code, in documentation order.
-    pub const ALL: [ProblemCode; 16] = [
+    pub const ALL: [ProblemCode; 22] = [
         Self::ValidationFailed,
         Self::InvalidParameters,
         Self::NotFound,
@@ -76,7 +93,13 @@ impl ProblemCode {
         Self::Unauthorized,
         Self::Forbidden,
         Self::Conflict,
+        Self::InvalidTransition,
+        Self::TurnInProgress,
+        Self::NoTurnInProgress,
+        Self::AwaitingParticipant,
+        Self::AgentInUse,
         Self::PreconditionFailed,
+        Self::IdempotencyKeyReused,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
         Self::RateLimited,
@@ -96,7 +119,13 @@ impl ProblemCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::Conflict => StatusCode::CONFLICT,
+            Self::Conflict
+            | Self::InvalidTransition
+            | Self::TurnInProgress
+            | Self::NoTurnInProgress
+            | Self::AwaitingParticipant
+            | Self::AgentInUse => StatusCode::CONFLICT,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -118,6 +147,12 @@ impl ProblemCode {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::Conflict => "conflict",
+            Self::InvalidTransition => "invalid_transition",
+            Self::TurnInProgress => "turn_in_progress",
+            Self::NoTurnInProgress => "no_turn_in_progress",
+            Self::AwaitingParticipant => "awaiting_participant",
+            Self::AgentInUse => "agent_in_use",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::PreconditionFailed => "precondition_failed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -140,6 +175,12 @@ impl ProblemCode {
             Self::Unauthorized => "Unauthorized",
             Self::Forbidden => "Forbidden",
             Self::Conflict => "Conflict",
+            Self::InvalidTransition => "Invalid transition",
+            Self::TurnInProgress => "Turn in progress",
+            Self::NoTurnInProgress => "No turn in progress",
+            Self::AwaitingParticipant => "Awaiting a participant",
+            Self::AgentInUse => "Agent in use",
+            Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::PreconditionFailed => "Precondition failed",
             Self::PayloadTooLarge => "Payload too large",
             Self::UnsupportedMediaType => "Unsupported media type",
@@ -172,6 +213,22 @@ impl ProblemCode {
             Self::Forbidden => "The credentials are valid but do not permit this.",
             Self::Conflict => {
                 "The request contradicts the current state: a duplicate, or a stale `version`."
+            }
+            Self::InvalidTransition => {
+                "The resource's lifecycle does not allow this from its current state; `detail` names the state."
+            }
+            Self::TurnInProgress => {
+                "A discussion's turn is in progress and this must wait until it ends (or is cancelled)."
+            }
+            Self::NoTurnInProgress => "There is no turn in progress to act on.",
+            Self::AwaitingParticipant => {
+                "A human participant raised a hand and speaks next: they post, or their hand is lowered, first."
+            }
+            Self::AgentInUse => {
+                "The agent takes part in a discussion that is not over; remove it from the discussion or end the discussion first."
+            }
+            Self::IdempotencyKeyReused => {
+                "The `Idempotency-Key` was used before with a different request; a key names one request."
             }
             Self::PreconditionFailed => "An `If-Match` ETag no longer matches the resource.",
             Self::PayloadTooLarge => "The request body is over the size limit.",

@@ -65,7 +65,13 @@ problem_responses!(
     Unauthorized,
     Forbidden,
     Conflict,
+    InvalidTransition,
+    TurnInProgress,
+    NoTurnInProgress,
+    AwaitingParticipant,
+    AgentInUse,
     PreconditionFailed,
+    IdempotencyKeyReused,
     PayloadTooLarge,
     UnsupportedMediaType,
     RateLimited,
@@ -139,6 +145,14 @@ fn example_detail(code: ProblemCode) -> &'static str {
         ProblemCode::Unauthorized => "the access token has expired",
         ProblemCode::Forbidden => "only the agent's owner or an admin may change it",
         ProblemCode::Conflict => "version 3 is stale; the current version is 4",
+        ProblemCode::InvalidTransition => "the discussion is completed; it cannot be paused",
+        ProblemCode::TurnInProgress => "a turn is in progress (Ada is speaking)",
+        ProblemCode::NoTurnInProgress => "no turn is in progress",
+        ProblemCode::AwaitingParticipant => "grace raised a hand and speaks next",
+        ProblemCode::AgentInUse => "the agent takes part in 2 discussions that are not over",
+        ProblemCode::IdempotencyKeyReused => {
+            "the Idempotency-Key was first used with another request"
+        }
         ProblemCode::PreconditionFailed => "If-Match \"3\" does not match the current ETag \"4\"",
         ProblemCode::PayloadTooLarge => "the body is 2 MiB; the limit is 1 MiB",
         ProblemCode::UnsupportedMediaType => "expected application/json, got text/plain",

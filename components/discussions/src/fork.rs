@@ -1,0 +1,9 @@
+//! TODO(helper): replace this stub.
+
+use crate::Request;
+use arena_common::Problem;
+
+pub(crate) async fn fork(req: &mut Request, id: &str) -> Result<http::Response<String>, Problem> {
+    let _ = req;
+    todo!()
+}

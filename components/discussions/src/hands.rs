@@ -1,0 +1,18 @@
+//! TODO(helper): replace this stub.
+
+use crate::Request;
+use arena_common::Problem;
+
+pub(crate) async fn raise(req: &mut Request, id: &str) -> Result<http::Response<String>, Problem> {
+    let _ = req;
+    todo!()
+}
+
+pub(crate) async fn lower(
+    req: &mut Request,
+    id: &str,
+    participant: &str,
+) -> Result<http::Response<String>, Problem> {
+    let _ = req;
+    todo!()
+}
