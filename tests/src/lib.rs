@@ -325,6 +325,15 @@ impl Arena {
         assert!(status.success());
     }
 
+    /// Sends SIGKILL and waits for the process to be gone: a crash, with no chance
+    /// to finish what it was doing (what a test of recovery wants). Its database
+    /// connections are cut by the kernel like its other sockets.
+    pub fn kill(&mut self) {
+        // `Child::kill` is SIGKILL on Unix.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits for the process to exit, for at most `timeout`.
     pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let started = Instant::now();

@@ -7,7 +7,6 @@ use arena_common::ollama::Options;
 use arena_common::time::Timestamp;
 use arena_common::validate::Validator;
 pub(crate) use arena_common::visibility::Visibility;
-use arena_common::{Problem, ProblemCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -105,27 +104,6 @@ impl FromRow for AgentVersion {
 /// The most tags an agent has.
 pub(crate) const MAX_TAGS: usize = 20;
 
-/// Text a person reads: `min..=max` characters, not blank, no control characters
-/// but (where `multiline`) line breaks and tabs.
-pub(crate) fn check_text(
-    v: &mut Validator,
-    field: &str,
-    text: &str,
-    bounds: std::ops::RangeInclusive<usize>,
-    multiline: bool,
-) {
-    v.length(field, text, bounds);
-    if !text.is_empty() {
-        v.check(field, !text.trim().is_empty(), "must not be blank");
-    }
-    let allowed = |c: char| !c.is_control() || (multiline && matches!(c, '\n' | '\r' | '\t'));
-    v.check(
-        field,
-        text.chars().all(allowed),
-        "must not contain control characters",
-    );
-}
-
 /// At most [`MAX_TAGS`] tags, each 1 to 40 lowercase letters, digits or `-`, none
 /// twice.
 pub(crate) fn check_tags(v: &mut Validator, tags: &[String]) {
@@ -147,26 +125,6 @@ pub(crate) fn check_tags(v: &mut Validator, tags: &[String]) {
             format!("repeats the tag {tag:?}"),
         );
     }
-}
-
-/// `422 invalid_parameters` naming each generation parameter out of its range as
-/// `parameters.<name>`, as the AI component names them `options.<name>`.
-pub(crate) fn check_parameters(parameters: &Options) -> Result<(), Problem> {
-    let mut checked = Validator::default();
-    parameters.check_into(&mut checked);
-    let Err(problem) = checked.finish_as(ProblemCode::InvalidParameters) else {
-        return Ok(());
-    };
-    // `Options` names its fields after the AI component's `options`.
-    let mut v = Validator::default();
-    for error in problem.errors() {
-        let field = error
-            .field
-            .strip_prefix("options")
-            .map_or_else(|| error.field.clone(), |rest| format!("parameters{rest}"));
-        v.error(field, error.message.clone());
-    }
-    v.finish_as(ProblemCode::InvalidParameters)
 }
 
 #[cfg(test)]
@@ -196,47 +154,6 @@ mod tests {
             fields(|v| check_tags(v, &tags(&[&"a".repeat(41)]))),
             ["tags[0]"]
         );
-    }
-
-    #[test]
-    fn text_is_in_bounds_not_blank_and_free_of_control_characters() {
-        assert!(fields(|v| check_text(v, "persona", "Be\nbrief.", 1..=10, true)).is_empty());
-        assert_eq!(
-            fields(|v| check_text(v, "name", "a\nb", 1..=10, false)),
-            ["name"]
-        );
-        assert_eq!(
-            fields(|v| check_text(v, "name", "   ", 1..=10, false)),
-            ["name"]
-        );
-        assert_eq!(
-            fields(|v| check_text(v, "name", "", 1..=10, false)),
-            ["name"]
-        );
-        assert_eq!(
-            fields(|v| check_text(v, "name", &"é".repeat(11), 1..=10, false)),
-            ["name"]
-        );
-    }
-
-    #[test]
-    fn parameters_out_of_range_are_422_named_as_parameters() {
-        let options: Options = serde_json::from_value(serde_json::json!({
-            "temperature": 2.5, "top_p": 0.5, "num_ctx": 10, "stop": ["", "x"]
-        }))
-        .unwrap();
-        let problem = check_parameters(&options).unwrap_err();
-        assert_eq!(problem.code(), ProblemCode::InvalidParameters);
-        let named: Vec<&str> = problem.errors().iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(
-            named,
-            [
-                "parameters.temperature",
-                "parameters.num_ctx",
-                "parameters.stop[0]"
-            ]
-        );
-        assert!(check_parameters(&Options::default()).is_ok());
     }
 
     #[test]

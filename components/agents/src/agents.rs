@@ -6,7 +6,7 @@
 //! | `POST /v1/agents` | members and admins | `201`: the new agent (version 1), at `Location` |
 //! | `GET /v1/agents/{agent_id}` | whoever may read it | `200`: the agent |
 //! | `PATCH /v1/agents/{agent_id}` | its owner, admins | `200`: the agent, changed, one version on |
-//! | `DELETE /v1/agents/{agent_id}` | its owner, admins | `204`: gone from every list and lookup |
+//! | `DELETE /v1/agents/{agent_id}` | its owner, admins | `204`: gone from every list and lookup; `409 agent_in_use` while it takes part in a discussion not over |
 //!
 //! A change names the `version` it was based on, so two writers never overwrite
 //! each other unknowingly (a stale one is a `409` naming the current version).
@@ -15,24 +15,25 @@
 
 use arena_common::auth::{Access, Identity, Role};
 use arena_common::body::read_json;
-use arena_common::db::{Db, DbError, ParameterValue, Tx, transaction};
+use arena_common::db::{Db, DbError, ParameterValue, Row, Tx, transaction};
 use arena_common::events;
+use arena_common::idempotency::{Idempotency, IdempotencyKeyHeader};
 use arena_common::ids::{self, Uuid};
-use arena_common::ollama::Options;
+use arena_common::ollama::{Options, check_model_name};
 use arena_common::pagination::{Page, PageRequest};
 use arena_common::problem::responses::{
-    Conflict, Forbidden, InvalidParameters, NotFound, PayloadTooLarge, Unauthorized,
+    AgentInUse, Conflict, Forbidden, InvalidParameters, NotFound, PayloadTooLarge, Unauthorized,
     UnsupportedMediaType, ValidationFailed,
 };
 use arena_common::query::Filters;
 use arena_common::validate::{Validate, Validator};
-use arena_common::{Problem, created, json, no_content};
+use arena_common::{Problem, ProblemCode, created, json, no_content};
 use http::StatusCode;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::Request;
-use crate::agent::{AGENT_COLUMNS, Agent, Visibility, check_parameters, check_tags, check_text};
+use crate::agent::{AGENT_COLUMNS, Agent, Visibility, check_tags};
 
 /// What `GET /v1/agents` may be narrowed to; `None` filters nothing.
 #[derive(Debug, Default, PartialEq)]
@@ -136,8 +137,8 @@ pub(crate) async fn list(req: &mut Request) -> Result<http::Response<String>, Pr
     )
 }
 
-/// A new agent.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A new agent. `Serialize` too: an `Idempotency-Key` is bound to it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewAgent {
     /// 1 to 100 characters.
@@ -179,21 +180,16 @@ fn check_fields(
     tags: Option<&[String]>,
 ) {
     if let Some(name) = name {
-        check_text(v, "name", name, 1..=100, false);
+        v.text("name", name, 1..=100, false);
     }
     if let Some(description) = description {
-        check_text(v, "description", description, 0..=2000, true);
+        v.text("description", description, 0..=2000, true);
     }
     if let Some(persona) = persona {
-        check_text(v, "persona", persona, 1..=20_000, true);
+        v.text("persona", persona, 1..=20_000, true);
     }
     if let Some(model) = model {
-        v.length("model", model, 1..=200);
-        v.check(
-            "model",
-            !model.chars().any(|c| c.is_whitespace() || c.is_control()),
-            "must not contain spaces or control characters",
-        );
+        check_model_name(v, "model", model);
     }
     if let Some(tags) = tags {
         check_tags(v, tags);
@@ -203,20 +199,29 @@ fn check_fields(
 /// Create an agent
 ///
 /// An agent owned by the caller, at version 1. Members and admins.
+///
+/// With an `Idempotency-Key`, a retry of the same request answers with the first
+/// result (`Idempotent-Replayed: true`) and makes no second agent; the key on
+/// another request is a `422 idempotency_key_reused`, and while the first request
+/// runs a `409 conflict`.
 #[utoipa::path(
     post,
     path = "/v1/agents",
     tag = "agents",
     operation_id = "createAgent",
+    params(IdempotencyKeyHeader),
     request_body = NewAgent,
     responses(
         (
             status = 201,
-            description = "The agent.",
+            description = "The agent (replayed: the first answer to this `Idempotency-Key`).",
             body = Agent,
-            headers(("Location" = String, description = "The agent's path: `/v1/agents/{agent_id}`.")),
+            headers(
+                ("Location" = String, description = "The agent's path: `/v1/agents/{agent_id}`."),
+                ("Idempotent-Replayed" = Option<bool>, description = "`true` on the replay of an earlier request with the same `Idempotency-Key`."),
+            ),
         ),
-        ValidationFailed, InvalidParameters, Unauthorized, Forbidden, PayloadTooLarge,
+        ValidationFailed, InvalidParameters, Unauthorized, Forbidden, Conflict, PayloadTooLarge,
         UnsupportedMediaType,
     ),
 )]
@@ -224,10 +229,14 @@ pub(crate) async fn create(req: &mut Request) -> Result<http::Response<String>, 
     let caller = Identity::from_request(req)?;
     caller.require(Role::Member)?;
     let new: NewAgent = read_json(req).await?;
-    let parameters = new.parameters.unwrap_or_default();
-    check_parameters(&parameters)?;
+    let idempotency = Idempotency::from_request(req, caller.user_id, &new)?;
+    let parameters = new.parameters.clone().unwrap_or_default();
+    parameters.check_named("parameters")?;
     let parameters = jsonb(&parameters)?;
     let db = Db::connect().await?;
+    if let Some(stored) = idempotency.replay(&db).await? {
+        return stored.created("/v1/agents");
+    }
     let agent = transaction(&db, async |tx| {
         let agent: Agent = tx
             .query_one(
@@ -253,6 +262,9 @@ pub(crate) async fn create(req: &mut Request) -> Result<http::Response<String>, 
             .await?;
         record_version(tx, &agent, caller.user_id).await?;
         announce(tx, "agent.created", &agent).await?;
+        idempotency
+            .record(tx, StatusCode::CREATED, Some(agent.agent_id), &agent)
+            .await?;
         Ok(agent)
     })
     .await?;
@@ -307,7 +319,7 @@ pub(crate) struct AgentUpdate {
     /// 1 to 100 characters.
     name: Option<String>,
     /// Up to 2,000 characters; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "arena_common::body::present")]
     #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
     /// 1 to 20,000 characters.
@@ -318,15 +330,6 @@ pub(crate) struct AgentUpdate {
     /// Replaces the tags as a whole.
     tags: Option<Vec<String>>,
     visibility: Option<Visibility>,
-}
-
-/// Reads a field that is there, `null` included, as `Some`. With
-/// `#[serde(default)]` for a field left out, an `Option<Option<T>>` then tells
-/// "leave it" (`None`) from "clear it" (`Some(None)`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<T>, D::Error> {
-    T::deserialize(deserializer).map(Some)
 }
 
 impl Validate for AgentUpdate {
@@ -393,14 +396,14 @@ pub(crate) async fn update(req: &mut Request, id: &str) -> Result<http::Response
     let agent_id = ids::parse_id("agent_id", id)?;
     let update: AgentUpdate = read_json(req).await?;
     if let Some(parameters) = &update.parameters {
-        check_parameters(parameters)?;
+        parameters.check_named("parameters")?;
     }
     let db = Db::connect().await?;
     let agent = transaction(&db, async |tx| {
         let agent = lock_agent(tx, agent_id).await?;
         check(&caller, Access::Write, &agent)?;
         if update.version != agent.version {
-            return Err(stale(update.version, agent.version));
+            return Err(Problem::stale_version(update.version, agent.version));
         }
         let changed = update.apply_to(&agent);
         if changed == agent {
@@ -441,9 +444,9 @@ pub(crate) async fn update(req: &mut Request, id: &str) -> Result<http::Response
 /// The agent leaves every list and lookup (its versions stay, for the
 /// discussions that name them). Its owner and admins.
 ///
-/// Refusing while the agent sits in an active discussion comes with the
-/// discussions component, which owns that state: until it exists, no agent is
-/// in one.
+/// Refused with `409 agent_in_use` while the agent takes part (has not left) in
+/// a discussion that is `draft`, `active` or `paused`: those may still give it a
+/// turn. Remove it from them, or complete or archive them, first.
 #[utoipa::path(
     delete,
     path = "/v1/agents/{agent_id}",
@@ -452,7 +455,7 @@ pub(crate) async fn update(req: &mut Request, id: &str) -> Result<http::Response
     params(("agent_id" = Uuid, Path, description = "The agent.")),
     responses(
         (status = 204, description = "The agent is deleted."),
-        ValidationFailed, Unauthorized, Forbidden, NotFound,
+        ValidationFailed, Unauthorized, Forbidden, NotFound, AgentInUse,
     ),
 )]
 pub(crate) async fn delete(req: &mut Request, id: &str) -> Result<http::Response<String>, Problem> {
@@ -463,6 +466,20 @@ pub(crate) async fn delete(req: &mut Request, id: &str) -> Result<http::Response
     transaction(&db, async |tx| {
         let agent = lock_agent(tx, agent_id).await?;
         check(&caller, Access::Write, &agent)?;
+        // The agent's row is locked: a discussion adding it now waits for this
+        // transaction (it reads the agent `for share`), then finds it deleted.
+        let in_use: Vec<Row> = tx
+            .query(
+                "select d.discussion_id from discussion_participants p
+                 join discussions d on d.discussion_id = p.discussion_id
+                 where p.agent_id = $1 and p.left_at is null
+                   and d.status in ('draft', 'active', 'paused')",
+                &[agent_id.into()],
+            )
+            .await?;
+        if !in_use.is_empty() {
+            return Err(in_use_problem(agent_id, in_use.len()));
+        }
         tx.execute(
             "update agents set deleted_at = now() where agent_id = $1",
             &[agent_id.into()],
@@ -530,14 +547,19 @@ fn jsonb(parameters: &Options) -> Result<ParameterValue, Problem> {
     spin_sdk::pg::jsonb(parameters).map_err(Problem::internal)
 }
 
-/// The 409 for an update based on `given`, an outdated version of the agent.
-fn stale(given: i32, current: i32) -> Problem {
-    Problem::conflict(format!(
-        "version {given} is stale; the current version is {current}"
-    ))
-    .with_field_error(
-        "version",
-        format!("is stale; the current version is {current}"),
+/// The 409 for deleting an agent that takes part in `count` discussions not over.
+fn in_use_problem(agent_id: Uuid, count: usize) -> Problem {
+    let discussions = if count == 1 {
+        "discussion"
+    } else {
+        "discussions"
+    };
+    Problem::new(
+        ProblemCode::AgentInUse,
+        format!(
+            "the agent {agent_id} takes part in {count} {discussions} that are not over \
+             (draft, active or paused); remove it from them, or complete or archive them, first"
+        ),
     )
 }
 
@@ -548,7 +570,6 @@ pub(crate) fn no_such_agent(agent_id: Uuid) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arena_common::ProblemCode;
     use arena_common::time::Timestamp;
 
     fn invalid_fields(body: &impl Validate) -> Vec<String> {
@@ -681,9 +702,19 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_version_is_a_conflict_naming_the_current_one() {
-        let problem = stale(3, 5);
-        assert_eq!(problem.code(), ProblemCode::Conflict);
-        assert_eq!(problem.errors()[0].field, "version");
+    fn an_agent_in_use_is_a_409_counting_the_discussions() {
+        let problem = in_use_problem(Uuid::from_u128(1), 2);
+        assert_eq!(problem.code(), ProblemCode::AgentInUse);
+        assert_eq!(problem.status(), StatusCode::CONFLICT);
+        assert!(
+            problem.detail().contains("2 discussions"),
+            "{}",
+            problem.detail()
+        );
+        assert!(
+            in_use_problem(Uuid::from_u128(1), 1)
+                .detail()
+                .contains("1 discussion ")
+        );
     }
 }

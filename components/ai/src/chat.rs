@@ -14,13 +14,12 @@
 //! stops the generation: the next token finds no one to send to, the Ollama
 //! stream is dropped, and the call is recorded as `cancelled`.
 
-use std::time::Instant;
-
 use arena_common::auth::{Identity, Role};
 use arena_common::body::read_json;
 use arena_common::db::Db;
 use arena_common::ids::Uuid;
-use arena_common::ollama::{ChatChunk, ChatRequest, Message, OllamaError, Options, Stream};
+use arena_common::ollama::policy::{self, Policy};
+use arena_common::ollama::{ChatChunk, ChatRequest, Message, OllamaError, Options, Step, Stream};
 use arena_common::problem::responses::{
     Forbidden, InvalidParameters, NotFound, QuotaExceeded, Unauthorized, UpstreamUnavailable,
     ValidationFailed,
@@ -32,7 +31,6 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::policy::{self, Policy};
 use crate::{Request, Response, plain};
 
 /// The roles a chat message may have.
@@ -145,11 +143,8 @@ pub(crate) async fn post(req: &mut Request) -> Result<Response, Problem> {
     let (db, ollama) = policy::within_quotas(&call_for).await?;
 
     let call = Call {
-        id: usage::start(&db, &call_for, &body.model, Kind::Chat).await?,
+        usage: usage::Call::start(&db, &call_for, &body.model, Kind::Chat).await?,
         model: body.model.clone(),
-        started: Instant::now(),
-        first_token_ms: None,
-        completion_tokens: 0,
         db,
     };
     let request = ChatRequest {
@@ -172,65 +167,46 @@ pub(crate) async fn post(req: &mut Request) -> Result<Response, Problem> {
     }
 }
 
-/// A model call in progress, and what is known of it so far.
+/// A model call in progress: its usage record, and where it is written.
 struct Call {
-    id: Uuid,
+    usage: usage::Call,
     model: String,
-    started: Instant,
-    first_token_ms: Option<f64>,
-    completion_tokens: u32,
     db: Db,
 }
 
 impl Call {
-    fn elapsed_ms(&self) -> f64 {
-        self.started.elapsed().as_secs_f64() * 1000.0
-    }
-
     /// Notes a generated token.
     fn token(&mut self) {
-        if self.first_token_ms.is_none() {
-            self.first_token_ms = Some(self.elapsed_ms());
-        }
-        self.completion_tokens += 1;
+        self.usage.token();
     }
 
     /// Records the call as succeeded with Ollama's final figures; the answer
     /// to give (without the message).
     async fn succeeded(self, last: &ChatChunk) -> Answer {
-        let prompt_tokens = last.prompt_eval_count.unwrap_or(0);
-        let completion_tokens = last.eval_count.unwrap_or(self.completion_tokens);
+        let outcome = self.usage.outcome(last);
         let ms = |ns: Option<u64>| ns.map(|ns| ns as f64 / 1e6);
         let timings = Timings {
-            first_token_ms: self.first_token_ms,
-            total_ms: self.elapsed_ms(),
+            first_token_ms: outcome.first_token_ms,
+            total_ms: outcome.duration_ms,
             load_ms: ms(last.load_duration),
             prompt_eval_ms: ms(last.prompt_eval_duration),
             eval_ms: ms(last.eval_duration),
             tokens_per_second: last
                 .eval_duration
                 .filter(|&ns| ns > 0)
-                .map(|ns| f64::from(completion_tokens) / (ns as f64 / 1e9)),
+                .map(|ns| f64::from(outcome.completion_tokens) / (ns as f64 / 1e9)),
         };
-        let outcome = usage::Outcome {
-            prompt_tokens,
-            completion_tokens,
-            first_token_ms: self.first_token_ms,
-            duration_ms: timings.total_ms,
-            load_ns: last.load_duration,
-            prompt_eval_ns: last.prompt_eval_duration,
-            eval_ns: last.eval_duration,
-            error: None,
-        };
-        self.record(Status::Succeeded, outcome).await;
+        self.usage
+            .record(&self.db, Status::Succeeded, &outcome)
+            .await;
         Answer {
             model: self.model,
             message: None,
             done_reason: last.done_reason.clone(),
             usage: Usage {
-                prompt_tokens,
-                completion_tokens,
-                total_tokens: prompt_tokens + completion_tokens,
+                prompt_tokens: outcome.prompt_tokens,
+                completion_tokens: outcome.completion_tokens,
+                total_tokens: outcome.prompt_tokens + outcome.completion_tokens,
             },
             timings,
         }
@@ -239,14 +215,10 @@ impl Call {
     /// Records the call as failed (or cancelled) with what was generated so far;
     /// the problem to answer with.
     async fn ended_early(self, status: Status, error: Option<OllamaError>) -> Problem {
-        let outcome = usage::Outcome {
-            completion_tokens: self.completion_tokens,
-            first_token_ms: self.first_token_ms,
-            duration_ms: self.elapsed_ms(),
-            error: error.as_ref().map(ToString::to_string),
-            ..usage::Outcome::default()
-        };
-        self.record(status, outcome).await;
+        let outcome = self
+            .usage
+            .early_outcome(0, error.as_ref().map(ToString::to_string));
+        self.usage.record(&self.db, status, &outcome).await;
         match error {
             Some(error) => error.into(),
             None => Problem::upstream_unavailable("the model stopped before it finished"),
@@ -256,42 +228,20 @@ impl Call {
     async fn failed(self, error: OllamaError) -> Problem {
         self.ended_early(Status::Failed, Some(error)).await
     }
-
-    /// Writes the outcome. The caller's answer does not depend on it: a failure to
-    /// record is logged, never turned into an error the client sees mid-stream.
-    async fn record(&self, status: Status, outcome: usage::Outcome) {
-        if let Err(error) = usage::finish(&self.db, self.id, status, &outcome).await {
-            eprintln!("recording model call {}: {error}", self.id);
-        }
-    }
 }
 
 /// Reads the whole answer for a client that wants it in one piece.
 async fn collect(mut stream: Stream<ChatChunk>, mut call: Call) -> Result<Answer, Problem> {
-    let mut content = String::new();
-    loop {
-        match stream.next().await {
-            Some(Ok(chunk)) if chunk.error.is_some() => {
-                let message = chunk.error.unwrap_or_default();
-                return Err(call.failed(OllamaError::Protocol(message)).await);
-            }
-            Some(Ok(chunk)) if chunk.done => {
-                let mut answer = call.succeeded(&chunk).await;
-                answer.message = Some(Message {
-                    role: "assistant".to_owned(),
-                    content,
-                });
-                return Ok(answer);
-            }
-            Some(Ok(chunk)) => {
-                if let Some(message) = chunk.message.filter(|m| !m.content.is_empty()) {
-                    call.token();
-                    content.push_str(&message.content);
-                }
-            }
-            Some(Err(error)) => return Err(call.failed(error).await),
-            None => return Err(call.ended_early(Status::Failed, None).await),
+    match stream.whole(|_| call.token()).await {
+        Ok((content, last)) => {
+            let mut answer = call.succeeded(&last).await;
+            answer.message = Some(Message {
+                role: "assistant".to_owned(),
+                content,
+            });
+            Ok(answer)
         }
+        Err(error) => Err(call.failed(error).await),
     }
 }
 
@@ -299,31 +249,22 @@ async fn collect(mut stream: Stream<ChatChunk>, mut call: Call) -> Result<Answer
 /// Ollama stream) when the client has gone.
 async fn relay(mut stream: Stream<ChatChunk>, mut events: sse::Sender, mut call: Call) {
     let failure = loop {
-        match stream.next().await {
-            Some(Ok(chunk)) if chunk.error.is_some() => {
-                break call
-                    .failed(OllamaError::Protocol(chunk.error.unwrap_or_default()))
-                    .await;
-            }
-            Some(Ok(chunk)) if chunk.done => {
-                let answer = call.succeeded(&chunk).await;
-                let _ = events.send("done", &answer).await;
-                return;
-            }
-            Some(Ok(chunk)) => {
-                let Some(message) = chunk.message.filter(|m| !m.content.is_empty()) else {
-                    continue;
-                };
+        match stream.step().await {
+            Step::Token(content) => {
                 call.token();
-                let token = serde_json::json!({ "content": message.content });
+                let token = serde_json::json!({ "content": content });
                 if events.send("token", &token).await.is_err() {
                     drop(stream);
                     call.ended_early(Status::Cancelled, None).await;
                     return;
                 }
             }
-            Some(Err(error)) => break call.failed(error).await,
-            None => break call.ended_early(Status::Failed, None).await,
+            Step::Done(last) => {
+                let answer = call.succeeded(&last).await;
+                let _ = events.send("done", &answer).await;
+                return;
+            }
+            Step::Failed(error) => break call.failed(error).await,
         }
     };
     let error = serde_json::json!({ "code": failure.code(), "detail": failure.detail() });

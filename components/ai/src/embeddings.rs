@@ -16,8 +16,8 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::policy::{self, Policy};
 use crate::{Request, Response, plain};
+use arena_common::ollama::policy::{self, Policy};
 
 /// The most texts one request may embed.
 const MAX_INPUTS: usize = 512;

@@ -21,7 +21,6 @@ mod chat;
 mod embeddings;
 mod models;
 mod openapi;
-mod policy;
 mod status;
 mod tokens;
 mod usage;

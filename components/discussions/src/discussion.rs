@@ -353,6 +353,14 @@ impl Discussion {
         }
     }
 
+    /// The discussion with its present participants, and what follows from them
+    /// (who speaks next): for a list, which reads the participants of a page at once.
+    pub(crate) fn with_participants(mut self, participants: Vec<Participant>) -> Self {
+        self.participants = participants;
+        self.settle_next_speaker();
+        self
+    }
+
     /// Fills in what the row alone does not say: who speaks next.
     fn settle_next_speaker(&mut self) {
         self.turn.next_speaker_id = match self.raised_hands.first() {
@@ -457,6 +465,18 @@ pub(crate) async fn lock(
         .ok_or_else(|| not_found(discussion_id))?;
     discussion.check(caller, access)?;
     Ok(discussion)
+}
+
+/// Reads a discussion as it now is, for no one in particular: what a write answers
+/// with once it has checked its caller (inside its transaction, its own changes
+/// included).
+pub(crate) async fn fetch(
+    client: &impl Client,
+    discussion_id: Uuid,
+) -> Result<Discussion, Problem> {
+    read(client, discussion_id, false)
+        .await?
+        .ok_or_else(|| not_found(discussion_id))
 }
 
 /// Locks a discussion for the turn engine, which acts for a caller already

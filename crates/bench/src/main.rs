@@ -15,11 +15,15 @@
 //! - `ai`: a streamed chat through `arena up` (auth middleware, the AI component,
 //!   usage recorded) vs the same chat straight from the fake Ollama it calls: the
 //!   time to the first token Arena adds, and tokens per second through the stack.
+//! - `discussions`: what a discussion turn costs Arena beyond its model call (a
+//!   non-streamed turn's wall time minus the model call's own `latency_ms`), and
+//!   listing pages of a discussion of 10,000 messages (first, latest, deep).
 //!
 //! Usage, from the repository root once `./dev build` has run:
-//! `arena-bench [health|postgres|auth|ai|all] [ROUNDS]` (default `all 3`).
+//! `arena-bench [health|postgres|auth|ai|discussions|all] [ROUNDS]` (default `all 3`).
 
 mod arena;
+mod discussions;
 mod native;
 mod stream;
 mod wrk;
@@ -47,6 +51,9 @@ fn main() -> anyhow::Result<()> {
     }
     if matches!(scenario.as_str(), "ai" | "all") {
         ai(rounds, &cache)?;
+    }
+    if matches!(scenario.as_str(), "discussions" | "all") {
+        discussions::run(rounds, &cache)?;
     }
     let _ = std::fs::remove_dir_all(&cache);
     Ok(())

@@ -109,6 +109,25 @@ where
     Ok(value)
 }
 
+/// [`read_json`] for a body that may be left out: an empty body (with any
+/// `Content-Type`, or none) is `None`; any other is read as [`read_json`] reads it.
+pub async fn read_optional_json<T, B>(req: &mut http::Request<B>) -> Result<Option<T>, Problem>
+where
+    T: DeserializeOwned + Validate,
+    B: Body + Unpin,
+    B::Error: BodyError,
+{
+    check_declared_length(req.headers(), DEFAULT_BODY_LIMIT)?;
+    let bytes = read_limited(req.body_mut(), DEFAULT_BODY_LIMIT).await?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    check_content_type(req.headers(), JSON)?;
+    let value: T = parse_json(&bytes)?;
+    value.validated()?;
+    Ok(Some(value))
+}
+
 /// The media type of HTML-form bodies, which the OAuth2 token endpoint takes.
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -130,6 +149,18 @@ where
     std::str::from_utf8(&bytes)
         .map_err(|_| Problem::validation_failed("the form body is not UTF-8"))?;
     Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+/// Reads a field that is there, `null` included, as `Some`. With
+/// `#[serde(default, deserialize_with = "arena_common::body::present")]` on an
+/// `Option<Option<T>>`, an update body tells "leave it" (the field left out:
+/// `None`) from "clear it" (`null`: `Some(None)`).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// 415 unless the body is declared as `expected`. A `charset` parameter is allowed
@@ -351,12 +382,52 @@ mod tests {
         read(Some("application/json"), body)
     }
 
+    #[test]
+    fn an_optional_body_may_be_empty_and_is_otherwise_read_as_json() {
+        let optional = |content_type: Option<&str>, body: &str| {
+            block_on(read_optional_json::<CreateDiscussion, _>(&mut request(
+                content_type,
+                body,
+            )))
+        };
+        assert_eq!(optional(None, "").unwrap(), None);
+        assert_eq!(optional(Some("application/json"), "").unwrap(), None);
+        let body = r#"{"title": "t", "agents": []}"#;
+        assert_eq!(
+            optional(Some("application/json"), body)
+                .unwrap()
+                .unwrap()
+                .title,
+            "t"
+        );
+        let untyped = optional(None, body).unwrap_err();
+        assert_eq!(untyped.status(), http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let unknown = optional(Some("application/json"), r#"{"x": 1}"#).unwrap_err();
+        assert_eq!(unknown.code(), ProblemCode::ValidationFailed);
+    }
+
     fn fields(problem: &Problem) -> Vec<(&str, &str)> {
         problem
             .errors()
             .iter()
             .map(|e| (e.field.as_str(), e.message.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn present_tells_a_null_from_a_field_left_out() {
+        #[derive(Deserialize)]
+        struct Update {
+            #[serde(default, deserialize_with = "present")]
+            description: Option<Option<String>>,
+        }
+        let read = |json| serde_json::from_value::<Update>(json).unwrap().description;
+        assert_eq!(read(serde_json::json!({})), None);
+        assert_eq!(read(serde_json::json!({"description": null})), Some(None));
+        assert_eq!(
+            read(serde_json::json!({"description": "x"})),
+            Some(Some("x".to_owned()))
+        );
     }
 
     #[test]

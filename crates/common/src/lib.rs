@@ -15,12 +15,14 @@
 //! | `ollama` (`ollama`) | the Ollama client: models, streamed chat, embeddings, with deadlines |
 //! | `usage` (`spin`) | every model call recorded with its tokens; quotas enforced |
 //! | `sse` (`ollama`) | server-sent events: a streamed response fed by a task |
+//! | `tokens` (`tokens`) | token counts (tiktoken): a text, a chat with its framing, a text cut to a count |
 //! | [`routes`] | the routes a component's OpenAPI declarations name, to check its router against |
 //! | [`query`] | [`Filters`](query::Filters): a list's filter parameters, strictly read |
 //! | [`pagination`] | `?limit=&cursor=` in, [`Page`](pagination::Page) `{items, next_cursor}` out |
 //! | `db` (`spin`) | PostgreSQL: connecting, typed rows, transactions, errors mapped to problems |
 //! | `variables` (`spin`) | Spin variables read and parsed, a broken one a 500 naming it |
 //! | `events` (`spin`) | an event recorded in the same transaction as the write it announces |
+//! | `idempotency` (`spin`) | `Idempotency-Key`: a retried create answers with the first result, doing nothing twice |
 //! | [`visibility`] | [`Visibility`](visibility::Visibility): private to its owner, or shared with every user |
 //!
 //! Modules marked `spin` need spin-sdk and exist with the `spin` feature (on by
@@ -55,6 +57,8 @@ pub mod credentials;
 pub mod db;
 #[cfg(feature = "spin")]
 pub mod events;
+#[cfg(feature = "spin")]
+pub mod idempotency;
 pub mod ids;
 #[cfg(feature = "ollama")]
 pub mod ollama;
@@ -67,6 +71,8 @@ pub mod routes;
 #[cfg(feature = "ollama")]
 pub mod sse;
 pub mod time;
+#[cfg(feature = "tokens")]
+pub mod tokens;
 #[cfg(feature = "spin")]
 pub mod usage;
 pub mod validate;

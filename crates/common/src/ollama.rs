@@ -21,8 +21,13 @@
 //! Failures are [`OllamaError`]s, which become problems: unreachable or too slow →
 //! `503 upstream_unavailable`; Ollama's own `404` → `404 not_found` with its words
 //! (`model "x" not found`); its `400` → `400 validation_failed`.
+//!
+//! A streamed chat answer is read with [`Stream::step`] (token, end, or failure),
+//! or whole with [`Stream::whole`]. What a deployment allows of model calls
+//! (models, token ceiling, quotas) is [`policy`].
 
 mod ndjson;
+pub mod policy;
 mod wire;
 
 pub use ndjson::Lines;
@@ -255,6 +260,7 @@ impl Ollama {
             lines: Lines::default(),
             ready: VecDeque::new(),
             timeout: self.timeout,
+            waiting_since: None,
             ended: false,
         })
     }
@@ -282,7 +288,7 @@ impl Ollama {
                 OllamaError::Protocol(format!("the Ollama URL is invalid: {error}"))
             })?;
         let response = self
-            .within(spin_sdk::http::send(call))
+            .within(nudged(spin_sdk::http::send(call)))
             .await?
             .map_err(|error| OllamaError::Unreachable(format!("{error:?}")))?;
         if response.status().is_success() {
@@ -305,6 +311,28 @@ impl Ollama {
     }
 }
 
+/// Polls `work`, waking its task once the first time `work` waits.
+///
+/// Sending a request spawns a task (`wit_bindgen::spawn`) that writes its body.
+/// wit-bindgen's executor adds a spawned task to those it polls only after the
+/// current poll, and polls it when something next wakes the component's task:
+/// from a task that was itself spawned (a turn or a stream going on after the
+/// response), nothing may, so the body would never be written and the answer
+/// never come. The one wake gets the new task polled.
+async fn nudged<T>(work: impl Future<Output = T>) -> T {
+    let mut work = pin!(work);
+    let mut nudged = false;
+    std::future::poll_fn(|cx| match work.as_mut().poll(cx) {
+        std::task::Poll::Pending if !nudged => {
+            nudged = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+        polled => polled,
+    })
+    .await
+}
+
 async fn deadline<T>(work: impl Future<Output = T>, limit: Duration) -> Result<T, OllamaError> {
     match future::select(pin!(work), pin!(spin_sdk::time::sleep(limit))).await {
         Either::Left((value, _)) => Ok(value),
@@ -319,6 +347,9 @@ pub struct Stream<T> {
     lines: Lines,
     ready: VecDeque<T>,
     timeout: Duration,
+    /// When the wait for the next chunk began: the deadline runs from there, even
+    /// across calls a reader gave up on ([`Stream::step_within`]).
+    waiting_since: Option<std::time::Instant>,
     ended: bool,
 }
 
@@ -333,10 +364,15 @@ impl<T: DeserializeOwned> Stream<T> {
             if self.ended {
                 return None;
             }
-            let chunk = match deadline(self.chunks.next(), self.timeout).await {
+            let waiting_since = *self
+                .waiting_since
+                .get_or_insert_with(std::time::Instant::now);
+            let left = self.timeout.saturating_sub(waiting_since.elapsed());
+            let chunk = match deadline(self.chunks.next(), left).await {
                 Ok(chunk) => chunk,
-                Err(timed_out) => return Some(Err(self.fail(timed_out))),
+                Err(_) => return Some(Err(self.fail(OllamaError::TimedOut(self.timeout)))),
             };
+            self.waiting_since = None;
             let decoded = match chunk {
                 Some(Ok(bytes)) => self.lines.push(&bytes),
                 Some(Err(error)) => {
@@ -360,6 +396,73 @@ impl<T: DeserializeOwned> Stream<T> {
         self.ended = true;
         self.ready.clear();
         error
+    }
+}
+
+/// What one read of a streamed chat answer gives.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Generated text (never empty).
+    Token(String),
+    /// The last chunk: why generation stopped, token counts and timings.
+    Done(ChatChunk),
+    /// The model failed part-way (Ollama's `error` line), the connection broke or
+    /// stalled, or the answer ended without its last chunk. The stream is over.
+    Failed(OllamaError),
+}
+
+impl Stream<ChatChunk> {
+    /// The next token, the end, or the failure; chunks without text are skipped.
+    pub async fn step(&mut self) -> Step {
+        loop {
+            match self.next().await {
+                Some(Ok(chunk)) if chunk.error.is_some() => {
+                    let message = chunk.error.unwrap_or_default();
+                    return Step::Failed(self.fail(OllamaError::Protocol(message)));
+                }
+                Some(Ok(chunk)) if chunk.done => return Step::Done(chunk),
+                Some(Ok(chunk)) => {
+                    if let Some(message) = chunk.message.filter(|m| !m.content.is_empty()) {
+                        return Step::Token(message.content);
+                    }
+                }
+                Some(Err(error)) => return Step::Failed(error),
+                None => {
+                    return Step::Failed(OllamaError::Protocol(
+                        "the answer ended before its last chunk".to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// [`step`](Self::step), unless `limit` passes first (`None`), for a reader with
+    /// other work on a timer. Nothing is lost when the wait ends: the chunk not yet
+    /// read is read by the next call. The per-chunk deadline still applies.
+    pub async fn step_within(&mut self, limit: Duration) -> Option<Step> {
+        match future::select(pin!(self.step()), pin!(spin_sdk::time::sleep(limit))).await {
+            Either::Left((step, _)) => Some(step),
+            Either::Right(_) => None,
+        }
+    }
+
+    /// The rest of the answer, whole: its text and last chunk. `on_token` hears of
+    /// each token as it comes (to time the first and count them).
+    pub async fn whole(
+        &mut self,
+        mut on_token: impl FnMut(&str),
+    ) -> Result<(String, ChatChunk), OllamaError> {
+        let mut content = String::new();
+        loop {
+            match self.step().await {
+                Step::Token(text) => {
+                    on_token(&text);
+                    content.push_str(&text);
+                }
+                Step::Done(last) => return Ok((content, last)),
+                Step::Failed(error) => return Err(error),
+            }
+        }
     }
 }
 

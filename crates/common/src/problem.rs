@@ -174,6 +174,19 @@ impl Problem {
         Self::new(ProblemCode::PreconditionFailed, detail)
     }
 
+    /// 409: a change based on `version` `given`, which is no longer the current one;
+    /// names the current version (in `detail` and as the `version` field's error) so
+    /// the client can re-read and retry.
+    pub fn stale_version(given: i32, current: i32) -> Self {
+        Self::conflict(format!(
+            "version {given} is stale; the current version is {current}"
+        ))
+        .with_field_error(
+            "version",
+            format!("is stale; the current version is {current}"),
+        )
+    }
+
     /// 413: the body is over the size limit.
     pub fn payload_too_large(detail: impl Into<String>) -> Self {
         Self::new(ProblemCode::PayloadTooLarge, detail)
@@ -522,6 +535,17 @@ mod tests {
         let problem = Problem::not_found("no agent 7").for_request(&req);
         assert_eq!(problem.instance(), Some("/v1/agents/7"));
         assert_eq!(problem.request_id(), Some("abc-123"));
+    }
+
+    #[test]
+    fn a_stale_version_is_a_conflict_naming_the_current_one() {
+        let problem = Problem::stale_version(3, 5);
+        assert_eq!(problem.code(), ProblemCode::Conflict);
+        assert_eq!(
+            problem.detail(),
+            "version 3 is stale; the current version is 5"
+        );
+        assert_eq!(problem.errors()[0].field, "version");
     }
 
     #[test]

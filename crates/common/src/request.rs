@@ -46,6 +46,35 @@ pub fn user_agent<B>(req: &http::Request<B>) -> Option<String> {
     Some(text.chars().take(MAX_CHARS).collect()).filter(|text: &String| !text.is_empty())
 }
 
+/// Checks a request's `If-Match` precondition (RFC 9110 §13.1.1), given its
+/// `headers`, against the resource's current entity tag `current`, quoted (`"4"`).
+/// `Ok(false)` when the request has no `If-Match`; `Ok(true)` when one of its tags,
+/// or `*`, matches; a 412 `precondition_failed` naming the current tag when none
+/// does. Comparison is strong, as If-Match requires: a weak tag (`W/"4"`) never
+/// matches.
+pub fn if_match(headers: &http::HeaderMap, current: &str) -> Result<bool, crate::Problem> {
+    let mut given = headers.get_all(http::header::IF_MATCH).iter().peekable();
+    if given.peek().is_none() {
+        return Ok(false);
+    }
+    let tags: Vec<String> = given
+        .flat_map(|value| {
+            String::from_utf8_lossy(value.as_bytes())
+                .split(',')
+                .map(|tag| tag.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|tag| !tag.is_empty())
+        .collect();
+    if tags.iter().any(|tag| tag == "*" || tag == current) {
+        return Ok(true);
+    }
+    Err(crate::Problem::precondition_failed(format!(
+        "If-Match {} does not match the current ETag {current}",
+        tags.join(", ")
+    )))
+}
+
 /// A builder for a request made on behalf of `incoming` (to Ollama, Qdrant or another
 /// component), carrying its request id, so one id follows the work through every
 /// service's logs. Set the method, URI, other headers and body as usual:
@@ -153,6 +182,30 @@ mod tests {
             .unwrap();
         assert_eq!(user_agent(&req).unwrap().len(), 256);
         assert_eq!(user_agent(&request("/", None)), None);
+    }
+
+    #[test]
+    fn if_match_passes_without_the_header_or_with_a_matching_tag() {
+        let with = |values: &[&str]| {
+            let mut builder = http::Request::builder();
+            for value in values {
+                builder = builder.header(http::header::IF_MATCH, *value);
+            }
+            builder.body(()).unwrap().headers().clone()
+        };
+        assert!(!if_match(&with(&[]), "\"4\"").unwrap());
+        assert!(if_match(&with(&["\"4\""]), "\"4\"").unwrap());
+        assert!(if_match(&with(&["\"3\", \"4\""]), "\"4\"").unwrap());
+        assert!(if_match(&with(&["\"1\"", "*"]), "\"4\"").unwrap());
+        for stale in ["\"3\"", "W/\"4\"", "4", ""] {
+            let problem = if_match(&with(&[stale]), "\"4\"").unwrap_err();
+            assert_eq!(
+                problem.status(),
+                http::StatusCode::PRECONDITION_FAILED,
+                "{stale}"
+            );
+            assert!(problem.detail().contains("\"4\""), "{}", problem.detail());
+        }
     }
 
     #[test]

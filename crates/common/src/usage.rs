@@ -2,7 +2,8 @@
 //!
 //! A call is a row of `model_calls` (`migrations/0003_model_calls.sql`): [`start`]
 //! it before calling the model (after [`Quotas::check`]), and [`finish`] it with
-//! Ollama's token counts and timings however it ended. Whatever component makes the
+//! Ollama's token counts and timings however it ended. [`Call`] does both and
+//! keeps the clock and the token count in between. Whatever component makes the
 //! call (AI, discussions, knowledge) records it here, so usage reports and quotas
 //! see every token.
 //!
@@ -247,6 +248,105 @@ pub async fn finish(
     )
     .await?;
     Ok(())
+}
+
+/// A model call being made, from any component: recorded as `running` when it
+/// starts, timed, its generated tokens counted as they come, and recorded as it
+/// ended. Recording never fails the caller: an error writing the outcome is
+/// logged, since the answer (perhaps half streamed) does not depend on it.
+#[derive(Debug)]
+pub struct Call {
+    id: Uuid,
+    started: std::time::Instant,
+    first_token_ms: Option<f64>,
+    completion_tokens: u32,
+}
+
+impl Call {
+    /// Records a call to `model` for `call` as running (see [`start`]) and starts
+    /// its clock.
+    pub async fn start(
+        db: &impl Client,
+        call: &CallFor,
+        model: &str,
+        kind: Kind,
+    ) -> Result<Self, DbError> {
+        Ok(Self {
+            id: start(db, call, model, kind).await?,
+            started: std::time::Instant::now(),
+            first_token_ms: None,
+            completion_tokens: 0,
+        })
+    }
+
+    /// The `model_calls` row's id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Milliseconds since the call started.
+    pub fn elapsed_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// Milliseconds from the start to the first token, once there was one.
+    pub fn first_token_ms(&self) -> Option<f64> {
+        self.first_token_ms
+    }
+
+    /// Tokens generated so far, as counted by [`token`](Self::token).
+    pub fn completion_tokens(&self) -> u32 {
+        self.completion_tokens
+    }
+
+    /// Notes a generated token.
+    pub fn token(&mut self) {
+        if self.first_token_ms.is_none() {
+            self.first_token_ms = Some(self.elapsed_ms());
+        }
+        self.completion_tokens += 1;
+    }
+
+    /// The outcome of a call that ended before the model finished (it failed, or
+    /// was cancelled): what it generated so far and, if it failed, why.
+    /// `prompt_tokens` is what the caller knows of the prompt (Ollama reports it
+    /// only at the end).
+    pub fn early_outcome(&self, prompt_tokens: u32, error: Option<String>) -> Outcome {
+        Outcome {
+            prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            first_token_ms: self.first_token_ms,
+            duration_ms: self.elapsed_ms(),
+            error,
+            ..Outcome::default()
+        }
+    }
+
+    /// Records how the call ended (see [`finish`]); a failure to record is logged.
+    pub async fn record(&self, db: &impl Client, status: Status, outcome: &Outcome) {
+        if let Err(error) = finish(db, self.id, status, outcome).await {
+            eprintln!("recording model call {}: {error}", self.id);
+        }
+    }
+}
+
+/// Ollama's last chunk read as an outcome.
+#[cfg(feature = "ollama")]
+impl Call {
+    /// The outcome of a call the model finished, with `last` (the `done` chunk)
+    /// giving Ollama's token counts and timings.
+    pub fn outcome(&self, last: &crate::ollama::ChatChunk) -> Outcome {
+        Outcome {
+            prompt_tokens: last.prompt_eval_count.unwrap_or(0),
+            completion_tokens: last.eval_count.unwrap_or(self.completion_tokens),
+            first_token_ms: self.first_token_ms,
+            duration_ms: self.elapsed_ms(),
+            load_ns: last.load_duration,
+            prompt_eval_ns: last.prompt_eval_duration,
+            eval_ns: last.eval_duration,
+            error: None,
+        }
+    }
 }
 
 #[cfg(test)]

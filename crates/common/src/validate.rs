@@ -153,6 +153,29 @@ impl Validator {
         self.prefix.truncate(outer);
     }
 
+    /// Checks text a person reads (a name, a title, a prompt): `bounds` characters,
+    /// not blank, and no control characters but, where `multiline`, line breaks and
+    /// tabs.
+    pub fn text(
+        &mut self,
+        field: impl Display,
+        text: &str,
+        bounds: RangeInclusive<usize>,
+        multiline: bool,
+    ) {
+        let field = field.to_string();
+        self.length(&field, text, bounds);
+        if !text.is_empty() {
+            self.check(&field, !text.trim().is_empty(), "must not be blank");
+        }
+        let allowed = |c: char| !c.is_control() || (multiline && matches!(c, '\n' | '\r' | '\t'));
+        self.check(
+            &field,
+            text.chars().all(allowed),
+            "must not contain control characters",
+        );
+    }
+
     /// Whether nothing has been recorded.
     pub fn is_valid(&self) -> bool {
         self.errors.is_empty()
@@ -300,5 +323,27 @@ mod tests {
         v.error("d", "z");
         let fields: Vec<_> = v.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["a[0].b", "a.c", "d"]);
+    }
+
+    fn text_fields(text: &str, bounds: RangeInclusive<usize>, multiline: bool) -> Vec<String> {
+        let mut v = Validator::default();
+        v.text("t", text, bounds, multiline);
+        v.errors.into_iter().map(|e| e.message).collect()
+    }
+
+    #[test]
+    fn text_is_in_bounds_not_blank_and_free_of_control_characters() {
+        assert!(text_fields("Be\nbrief.", 1..=10, true).is_empty());
+        assert_eq!(
+            text_fields("a\nb", 1..=10, false),
+            ["must not contain control characters"]
+        );
+        assert_eq!(text_fields("   ", 1..=10, false), ["must not be blank"]);
+        assert_eq!(
+            text_fields("", 1..=10, false),
+            ["must have 1 to 10 characters, got 0"]
+        );
+        assert_eq!(text_fields(&"é".repeat(11), 1..=10, false).len(), 1);
+        assert!(text_fields("", 0..=10, true).is_empty());
     }
 }

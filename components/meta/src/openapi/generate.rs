@@ -23,6 +23,7 @@ fn areas() -> Vec<OpenApi> {
         arena_auth::openapi(),
         arena_ai::openapi(),
         arena_agents::openapi(),
+        arena_discussions::openapi(),
     ]
 }
 

@@ -51,38 +51,64 @@ pub const MAX_TOKENS: u32 = 1_048_576;
 impl Options {
     /// `422 invalid_parameters` naming every option out of its range.
     pub fn check(&self) -> Result<(), crate::Problem> {
+        self.check_named("options")
+    }
+
+    /// [`check`](Self::check) for options a request body holds under another name:
+    /// `check_named("participants[1].parameters")` names an out-of-range temperature
+    /// `participants[1].parameters.temperature`.
+    pub fn check_named(&self, field: impl std::fmt::Display) -> Result<(), crate::Problem> {
         let mut v = Validator::default();
-        self.check_into(&mut v);
+        v.nested(field, |v| self.check_fields(v));
         v.finish_as(crate::ProblemCode::InvalidParameters)
     }
 
-    /// Adds every out-of-range option to `v`.
+    /// Adds every out-of-range option to `v`, as `options.<name>`.
     pub fn check_into(&self, v: &mut Validator) {
+        v.nested("options", |v| self.check_fields(v));
+    }
+
+    /// Adds every out-of-range option to `v`, named by the option alone (inside
+    /// [`Validator::nested`] for the path).
+    fn check_fields(&self, v: &mut Validator) {
         if let Some(temperature) = self.temperature {
-            v.range("options.temperature", temperature, 0.0..=2.0);
+            v.range("temperature", temperature, 0.0..=2.0);
         }
         if let Some(top_p) = self.top_p {
-            v.range("options.top_p", top_p, 0.0..=1.0);
+            v.range("top_p", top_p, 0.0..=1.0);
         }
         if let Some(top_k) = self.top_k {
-            v.range("options.top_k", top_k, 0..=1000);
+            v.range("top_k", top_k, 0..=1000);
         }
         if let Some(penalty) = self.repeat_penalty {
-            v.range("options.repeat_penalty", penalty, 0.0..=2.0);
+            v.range("repeat_penalty", penalty, 0.0..=2.0);
         }
         if let Some(num_ctx) = self.num_ctx {
-            v.range("options.num_ctx", num_ctx, 256..=MAX_TOKENS);
+            v.range("num_ctx", num_ctx, 256..=MAX_TOKENS);
         }
         if let Some(num_predict) = self.num_predict {
-            v.range("options.num_predict", num_predict, 1..=MAX_TOKENS);
+            v.range("num_predict", num_predict, 1..=MAX_TOKENS);
         }
         if let Some(stop) = &self.stop {
-            v.length("options.stop", stop, 0..=8);
+            v.length("stop", stop, 0..=8);
             for (n, text) in stop.iter().enumerate() {
-                v.length(format_args!("options.stop[{n}]"), text, 1..=100);
+                v.length(format_args!("stop[{n}]"), text, 1..=100);
             }
         }
     }
+}
+
+/// The rule for a model name a client gives (an agent's model, a participant's
+/// override): 1 to 200 characters, no spaces or control characters. Whether the
+/// model is installed is Ollama's to say when it is called.
+pub fn check_model_name(v: &mut Validator, field: impl std::fmt::Display, model: &str) {
+    let field = field.to_string();
+    v.length(&field, model, 1..=200);
+    v.check(
+        &field,
+        !model.chars().any(|c| c.is_whitespace() || c.is_control()),
+        "must not contain spaces or control characters",
+    );
 }
 
 /// `POST /api/chat`.
@@ -268,6 +294,41 @@ mod tests {
                 "options.stop[0]"
             ]
         );
+    }
+
+    #[test]
+    fn options_under_another_name_are_named_under_it() {
+        let options = Options {
+            top_k: Some(1001),
+            stop: Some(vec![String::new()]),
+            ..Options::default()
+        };
+        let problem = options
+            .check_named("participants[1].parameters")
+            .unwrap_err();
+        assert_eq!(problem.status(), http::StatusCode::UNPROCESSABLE_ENTITY);
+        let fields: Vec<&str> = problem.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "participants[1].parameters.top_k",
+                "participants[1].parameters.stop[0]"
+            ]
+        );
+        assert!(Options::default().check_named("parameters").is_ok());
+    }
+
+    #[test]
+    fn a_model_name_is_short_and_has_no_spaces() {
+        let named = |model: &str| {
+            let mut v = Validator::default();
+            check_model_name(&mut v, "model", model);
+            v.is_valid()
+        };
+        assert!(named("llama3.2:1b"));
+        assert!(!named(""));
+        assert!(!named("llama 3"));
+        assert!(!named(&"m".repeat(201)));
     }
 
     #[test]

@@ -1,16 +1,24 @@
 //! The deployment's policy for model calls, from Spin variables: which models may
-//! be used, the most tokens one request may generate, and the token quotas.
+//! be used, the most tokens one request may generate, and the token quotas. Every
+//! component that calls a model on someone's behalf (the AI component's chat, a
+//! discussion's turns) checks the same policy, so no route is a way around it.
+//!
+//! | Spin variable | What it bounds |
+//! |---|---|
+//! | `allowed_models` | the models that may be called (names separated by commas; empty: all) |
+//! | `max_tokens_per_request` | `options.num_predict`, and its value when none is given |
+//! | `quota_tokens_per_*` | the tokens a user, an agent or a discussion may use (see [`crate::usage`]) |
 
-use arena_common::Problem;
-use arena_common::db::Db;
-use arena_common::ollama::{Ollama, Options, same_model};
-use arena_common::usage::{CallFor, Quotas};
-use arena_common::variables;
+use crate::Problem;
+use crate::db::{Client, Db};
+use crate::ollama::{Ollama, Options, same_model};
+use crate::usage::{CallFor, Quotas};
+use crate::variables;
 
 /// What an admin allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Policy {
-    /// `allowed_models`: names separated by commas; empty allows every model.
+pub struct Policy {
+    /// `allowed_models`: empty allows every model.
     allowed_models: Vec<String>,
     /// `max_tokens_per_request`: the ceiling on `options.num_predict`, and its
     /// value when a request gives none.
@@ -18,7 +26,8 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
-    pub(crate) async fn from_variables() -> Result<Self, Problem> {
+    /// The policy the Spin variables set.
+    pub async fn from_variables() -> Result<Self, Problem> {
         let allowed = variables::text("allowed_models").await?;
         Ok(Self::new(
             &allowed,
@@ -26,7 +35,9 @@ impl Policy {
         ))
     }
 
-    fn new(allowed: &str, max_tokens: u32) -> Self {
+    /// The policy allowing the models listed in `allowed` (separated by commas;
+    /// none: every model), generating at most `max_tokens` per request.
+    pub fn new(allowed: &str, max_tokens: u32) -> Self {
         Self {
             allowed_models: allowed
                 .split(',')
@@ -40,7 +51,7 @@ impl Policy {
 
     /// `422` (field `model`) unless the policy allows `model`. Names compare as
     /// Ollama compares them (a bare name means `:latest`; case is ignored).
-    pub(crate) fn check_model(&self, model: &str) -> Result<(), Problem> {
+    pub fn check_model(&self, model: &str) -> Result<(), Problem> {
         if self.allowed_models.is_empty()
             || self
                 .allowed_models
@@ -58,10 +69,11 @@ impl Policy {
 
     /// The options to send: `options` checked against their ranges and the token
     /// ceiling, with `num_predict` set to the ceiling when not given, so no request
-    /// generates without a bound. `422` naming each field that is out of bounds.
-    pub(crate) fn bound(&self, options: Option<Options>) -> Result<Options, Problem> {
+    /// generates without a bound. `422` naming each field that is out of bounds
+    /// (`options.<name>`).
+    pub fn bound(&self, options: Option<Options>) -> Result<Options, Problem> {
         let mut options = options.unwrap_or_default();
-        let mut v = arena_common::validate::Validator::default();
+        let mut v = crate::validate::Validator::default();
         options.check_into(&mut v);
         if let Some(asked) = options.num_predict {
             v.check(
@@ -73,17 +85,31 @@ impl Policy {
                 ),
             );
         }
-        v.finish_as(arena_common::ProblemCode::InvalidParameters)?;
+        v.finish_as(crate::ProblemCode::InvalidParameters)?;
         options.num_predict.get_or_insert(self.max_tokens);
         Ok(options)
     }
+
+    /// Options the server chose itself (a short internal call), clamped to the
+    /// ceiling rather than refused: `num_predict` at most [`max_tokens`](Self::max_tokens).
+    pub fn clamp(&self, mut options: Options) -> Options {
+        let asked = options.num_predict.unwrap_or(self.max_tokens);
+        options.num_predict = Some(asked.clamp(1, self.max_tokens));
+        options
+    }
+}
+
+/// `429 quota_exceeded` unless the quotas the Spin variables set allow a model
+/// call for `call`, read through `client` (a connection, or a transaction).
+pub async fn check_quotas(client: &impl Client, call: &CallFor) -> Result<(), Problem> {
+    Quotas::from_variables().await?.check(client, call).await
 }
 
 /// The database and Ollama for a model call for `call`, once its quotas allow it
 /// (`429 quota_exceeded` otherwise).
-pub(crate) async fn within_quotas(call: &CallFor) -> Result<(Db, Ollama), Problem> {
+pub async fn within_quotas(call: &CallFor) -> Result<(Db, Ollama), Problem> {
     let db = Db::connect().await?;
-    Quotas::from_variables().await?.check(&db, call).await?;
+    check_quotas(&db, call).await?;
     Ok((db, Ollama::from_variables().await?))
 }
 
@@ -119,5 +145,16 @@ mod tests {
         let problem = policy.bound(Some(greedy)).unwrap_err();
         let fields: Vec<&str> = problem.errors().iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["options.temperature", "options.num_predict"]);
+    }
+
+    #[test]
+    fn clamping_keeps_internal_calls_under_the_ceiling() {
+        let policy = Policy::new("", 16);
+        let short = Options {
+            num_predict: Some(20),
+            ..Options::default()
+        };
+        assert_eq!(policy.clamp(short).num_predict, Some(16));
+        assert_eq!(policy.clamp(Options::default()).num_predict, Some(16));
     }
 }
