@@ -550,15 +550,15 @@ fn jsonb(parameters: &Options) -> Result<ParameterValue, Problem> {
 /// The 409 for deleting an agent that takes part in `count` discussions not over.
 fn in_use_problem(agent_id: Uuid, count: usize) -> Problem {
     let discussions = if count == 1 {
-        "discussion"
+        "discussion that is"
     } else {
-        "discussions"
+        "discussions that are"
     };
     Problem::new(
         ProblemCode::AgentInUse,
         format!(
-            "the agent {agent_id} takes part in {count} {discussions} that are not over \
-             (draft, active or paused); remove it from them, or complete or archive them, first"
+            "the agent {agent_id} takes part in {count} {discussions} not over (draft, \
+             active or paused); remove it from them, or complete or archive them, first"
         ),
     )
 }

@@ -17,7 +17,7 @@
 
 use arena_common::audit::{AuditEvent, Outcome};
 use arena_common::auth::{Identity, Role};
-use arena_common::body::read_json;
+use arena_common::body::{present, read_json};
 use arena_common::db::{Db, DbError, ResultExt, Row, Tx, transaction};
 use arena_common::ids::{self, Uuid};
 use arena_common::pagination::{Page, PageRequest};
@@ -28,7 +28,7 @@ use arena_common::problem::responses::{
 use arena_common::validate::{Validate, Validator};
 use arena_common::{Problem, created, json, no_content};
 use http::StatusCode;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::user::{USER_COLUMNS, User, check_account, check_display_name};
@@ -265,12 +265,6 @@ pub(crate) struct UserUpdate {
 /// Reads a field that is there, `null` included, as `Some`. With
 /// `#[serde(default)]` for a field left out, an `Option<Option<T>>` then tells
 /// "leave it" (`None`) from "clear it" (`Some(None)`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<T>, D::Error> {
-    T::deserialize(deserializer).map(Some)
-}
-
 impl Validate for UserUpdate {
     fn validate(&self, v: &mut Validator) {
         v.range("version", self.version, 1..=i32::MAX);
@@ -316,7 +310,7 @@ pub(crate) async fn update(req: &mut Request, id: &str) -> Result<http::Response
         let admins = lock_enabled_admins(tx).await?;
         let user = lock_user(tx, user_id).await?;
         if update.version != user.version {
-            return Err(stale(update.version, user.version));
+            return Err(Problem::stale_version(update.version, user.version));
         }
         let changes = Changes::between(&user, &update);
         if let Some(doing) = changes.takes_away_admin() {
@@ -564,15 +558,6 @@ fn ensure_another_admin(enabled_admins: &[Uuid], user: &User, doing: &str) -> Re
 }
 
 /// The 409 for an update based on `given`, an outdated version of the user.
-fn stale(given: i32, current: i32) -> Problem {
-    Problem::conflict(format!(
-        "version {given} is stale; the current version is {current}"
-    ))
-    .with_field_error(
-        "version",
-        format!("is stale; the current version is {current}"),
-    )
-}
 
 fn no_such_user(user_id: Uuid) -> Problem {
     Problem::not_found(format!("there is no user {user_id}"))
@@ -826,7 +811,7 @@ mod tests {
 
     #[test]
     fn a_stale_version_is_a_conflict_naming_the_current_one() {
-        let problem = stale(3, 5);
+        let problem = Problem::stale_version(3, 5);
         assert_eq!(problem.code(), ProblemCode::Conflict);
         assert_eq!(
             problem.detail(),

@@ -17,9 +17,9 @@
 //! finishes as it would.
 
 use arena_common::auth::{Access, Identity};
-use arena_common::db::{Db, transaction};
+use arena_common::db::{Db, Tx, transaction};
 use arena_common::events;
-use arena_common::ids::{self, Uuid};
+use arena_common::ids;
 use arena_common::problem::responses::{
     Forbidden, InvalidTransition, NotFound, Unauthorized, ValidationFailed,
 };
@@ -131,20 +131,8 @@ async fn apply(
             ready_to_start(&current)?;
         }
         let reason = (status == Status::Completed).then_some(CompletedReason::Manual);
-        write(tx, discussion_id, status, reason).await?;
-        let changed = discussion::fetch(tx, discussion_id).await?;
-        events::emit(
-            tx,
-            &changed.stream(),
-            "discussion.status_changed",
-            &StatusChanged {
-                status,
-                previous: current.status,
-                reason,
-            },
-        )
-        .await?;
-        Ok(changed)
+        change(tx, &current, status, reason).await?;
+        discussion::fetch(tx, discussion_id).await
     })
     .await?;
     json(StatusCode::OK, &discussion)
@@ -166,11 +154,13 @@ fn ready_to_start(discussion: &Discussion) -> Result<(), Problem> {
     Err(Problem::new(ProblemCode::InvalidTransition, why))
 }
 
-/// Writes the new state; a completion says why, an archive keeps the reason a
-/// completed discussion had.
-async fn write(
-    tx: &arena_common::db::Tx<'_>,
-    discussion_id: Uuid,
+/// Moves `discussion` (locked) to `status` and announces it with
+/// `discussion.status_changed`: the one write of a status, whether a person asked
+/// for it or a stop condition was met. A completion says why; an archive keeps the
+/// reason a completed discussion had.
+pub(crate) async fn change(
+    tx: &Tx<'_>,
+    discussion: &Discussion,
     status: Status,
     reason: Option<CompletedReason>,
 ) -> Result<(), Problem> {
@@ -179,9 +169,15 @@ async fn write(
          set status = $2, completed_reason = coalesce($3, completed_reason),
              version = version + 1
          where discussion_id = $1",
-        &[discussion_id.into(), status.into(), reason.into()],
+        &[discussion.discussion_id.into(), status.into(), reason.into()],
     )
     .await?;
+    let changed = StatusChanged {
+        status,
+        previous: discussion.status,
+        reason,
+    };
+    events::emit(tx, &discussion.stream(), "discussion.status_changed", &changed).await?;
     Ok(())
 }
 

@@ -71,6 +71,7 @@ impl From<MessageStatus> for ParameterValue {
 /// Who wrote a message.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
+#[schema(as = MessageAuthor)]
 pub(crate) enum Author {
     /// An agent, at the version that spoke.
     Agent {
@@ -91,6 +92,7 @@ pub(crate) enum Author {
 
 /// Tokens, as the model counted them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = MessageUsage)]
 pub(crate) struct Usage {
     pub prompt_tokens: i32,
     pub completion_tokens: i32,
@@ -98,6 +100,7 @@ pub(crate) struct Usage {
 
 /// One message of a discussion.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = DiscussionMessage)]
 pub(crate) struct Message {
     pub message_id: Uuid,
     pub discussion_id: Uuid,

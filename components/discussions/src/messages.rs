@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::Request;
+use crate::{Request, lifecycle};
 use crate::discussion::{self, CompletedReason, Discussion, MidTurnInput, Status, TurnState};
 use crate::message::{MESSAGE_COLUMNS, MESSAGE_JOINS, Message};
 use crate::turns::{lease, stop};
@@ -374,20 +374,7 @@ async fn complete(
     discussion: &Discussion,
     reason: CompletedReason,
 ) -> Result<(), Problem> {
-    tx.execute(
-        "update discussions set status = 'completed', completed_reason = $2,
-             version = version + 1
-         where discussion_id = $1",
-        &[discussion.discussion_id.into(), reason.into()],
-    )
-    .await?;
-    events::emit(
-        tx,
-        &discussion.stream(),
-        "discussion.status_changed",
-        &json!({ "status": Status::Completed, "previous": discussion.status, "reason": reason }),
-    )
-    .await?;
+    lifecycle::change(tx, discussion, Status::Completed, Some(reason)).await?;
     if discussion.turn_in_progress() {
         cancel_turn(tx, discussion).await?;
     }

@@ -53,6 +53,21 @@ pub fn no_content() -> Result<http::Response<String>, Problem> {
     Ok(response)
 }
 
+/// A response of any body: a whole one, or a stream (see `sse`). What a component
+/// whose routes answer both kinds returns from its handler.
+#[cfg(feature = "spin")]
+pub type AnyResponse = spin_sdk::wasip3::http::types::Response;
+
+/// A whole response as an [`AnyResponse`], for the routes of such a component that
+/// answer whole.
+#[cfg(feature = "spin")]
+pub fn any(response: Result<http::Response<String>, Problem>) -> Result<AnyResponse, Problem> {
+    use spin_sdk::http::IntoResponse;
+    response?
+        .into_response()
+        .map_err(|error| Problem::internal(format!("converting a response: {error:?}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,19 +102,4 @@ mod tests {
         let problem = json(StatusCode::OK, &unrepresentable).unwrap_err();
         assert_eq!(problem.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
-}
-
-/// A response of any body: a whole one, or a stream (see `sse`). What a component
-/// whose routes answer both kinds returns from its handler.
-#[cfg(feature = "spin")]
-pub type AnyResponse = spin_sdk::wasip3::http::types::Response;
-
-/// A whole response as an [`AnyResponse`], for the routes of such a component that
-/// answer whole.
-#[cfg(feature = "spin")]
-pub fn any(response: Result<http::Response<String>, Problem>) -> Result<AnyResponse, Problem> {
-    use spin_sdk::http::IntoResponse;
-    response?
-        .into_response()
-        .map_err(|error| Problem::internal(format!("converting a response: {error:?}")))
 }

@@ -11,11 +11,12 @@ use arena_common::ids::{self, Uuid};
 use arena_common::{Problem, ProblemCode, variables};
 use serde_json::json;
 
-use crate::discussion::{self, CompletedReason, Discussion, Status, TurnState};
+use crate::discussion::{self, Discussion, Status, TurnState};
 use crate::message::{MESSAGE_COLUMNS, MESSAGE_JOINS, Message, MessageStatus};
 
 use super::model::Speaking;
 use super::stop;
+use crate::lifecycle;
 
 /// The Spin variable: seconds a turn stays claimed without a sign of life.
 const LEASE_VARIABLE: &str = "turn_lease_seconds";
@@ -464,7 +465,7 @@ pub(crate) async fn finish(
             payload["detail"] = json!(detail);
         }
         events::emit(tx, &turn.stream(), ending.event(), &payload).await?;
-        events::emit(tx, &turn.stream(), "message.created", &message).await?;
+        events::emit(tx, &turn.stream(), "message.created", &json!({ "message": message })).await?;
 
         discussion.turn.index += counted;
         discussion.tokens_used = discussion.tokens_used.saturating_add(ending.tokens());
@@ -473,37 +474,11 @@ pub(crate) async fn finish(
             && open
             && let Some(reason) = stop::reached(&discussion, &ending.content)
         {
-            complete(tx, &discussion, reason).await?;
+            lifecycle::change(tx, &discussion, Status::Completed, Some(reason)).await?;
         }
         Ok(Some(message))
     })
     .await
-}
-
-/// Completes `discussion` because a stop condition was met.
-async fn complete(
-    tx: &Tx<'_>,
-    discussion: &Discussion,
-    reason: CompletedReason,
-) -> Result<(), Problem> {
-    tx.execute(
-        "update discussions set status = 'completed', completed_reason = $2, version = version + 1
-         where discussion_id = $1",
-        &[discussion.discussion_id.into(), reason.into()],
-    )
-    .await?;
-    events::emit(
-        tx,
-        &discussion.stream(),
-        "discussion.status_changed",
-        &json!({
-            "status": Status::Completed,
-            "previous": discussion.status,
-            "reason": reason,
-        }),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Gives up a claimed turn that never got its message (its speaker could not be

@@ -257,7 +257,8 @@ impl Models {
         messages: &[Message],
         num_ctx: u32,
     ) -> Result<(String, u64), Problem> {
-        let request = prompt::condense_request(previous, messages);
+        let budget = num_ctx.saturating_sub(SUMMARY_TOKENS) as usize;
+        let request = prompt::condense_request(previous, messages, budget);
         let options = Options {
             temperature: Some(0.0),
             num_ctx: Some(num_ctx),

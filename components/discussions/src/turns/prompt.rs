@@ -161,40 +161,62 @@ pub(crate) fn fit(
 }
 
 /// A request asking a model to fold `messages` into `previous_summary`, keeping who
-/// said what. Long inputs are cut (each message to its fair share) so the request
-/// stays near 3,000 tokens.
+/// said what, in at most `budget` tokens (the model's window less its answer).
+/// Long inputs are cut, each message to its fair share, so the request stays near
+/// 3,000 tokens and within `budget` whatever the window.
 pub(crate) fn condense_request(
     previous_summary: &str,
     messages: &[Message],
+    budget: usize,
 ) -> Vec<ollama::Message> {
     let counter = Counter::shared(Encoding::Cl100kBase);
-    let sizes: Vec<usize> = messages
+    let request = |summary: &str, transcript: &str| {
+        let summary = if summary.is_empty() { "(none yet)" } else { summary };
+        vec![
+            chat("system", CONDENSE_INSTRUCTIONS.to_owned()),
+            chat(
+                "user",
+                format!(
+                    "Summary so far:\n{summary}\n\nNew messages:\n\n{transcript}\n\nWrite the updated summary."
+                ),
+            ),
+        ]
+    };
+    // What the request costs with nothing to condense: the room left is shared,
+    // a third to the summary so far and the rest to the messages.
+    let room = budget.saturating_sub(counter.chat(&request("", "")));
+    let summary = cut(
+        counter,
+        previous_summary.trim(),
+        CONDENSE_SUMMARY_TOKENS.min(room / 3),
+    );
+    let room = room.saturating_sub(counter.text(&summary));
+    let lines: Vec<(String, &str)> = messages
         .iter()
-        .map(|message| counter.text(&message.content))
+        .map(|message| (format!("{}: ", author(message).1), message.content.trim()))
         .collect();
-    let shares = fair_shares(&sizes, CONDENSE_MESSAGES_TOKENS);
-    let transcript: Vec<String> = messages
+    // Each line costs its name and separator besides its share of the contents.
+    let overhead: usize = lines.iter().map(|(name, _)| counter.text(name) + 2).sum();
+    let sizes: Vec<usize> = lines.iter().map(|(_, text)| counter.text(text)).collect();
+    let shares = fair_shares(
+        &sizes,
+        CONDENSE_MESSAGES_TOKENS.min(room.saturating_sub(overhead)),
+    );
+    let transcript: Vec<String> = lines
         .iter()
         .zip(shares)
-        .map(|(message, share)| {
-            let (_, name) = author(message);
-            format!("{name}: {}", cut(counter, message.content.trim(), share))
-        })
+        .map(|((name, text), share)| format!("{name}{}", cut(counter, text, share)))
         .collect();
-    let summary = match cut(counter, previous_summary.trim(), CONDENSE_SUMMARY_TOKENS) {
-        summary if summary.is_empty() => "(none yet)".to_owned(),
-        summary => summary,
-    };
-    vec![
-        chat("system", CONDENSE_INSTRUCTIONS.to_owned()),
-        chat(
-            "user",
-            format!(
-                "Summary so far:\n{summary}\n\nNew messages:\n\n{}\n\nWrite the updated summary.",
-                transcript.join("\n\n")
-            ),
-        ),
-    ]
+    let mut transcript = transcript.join("\n\n");
+    // Token boundaries shift where pieces are joined: trim any excess at the end.
+    let excess = counter
+        .chat(&request(&summary, &transcript))
+        .saturating_sub(budget);
+    if excess > 0 {
+        let keep = counter.text(&transcript).saturating_sub(excess + 2);
+        transcript = counter.truncate(&transcript, keep).to_owned();
+    }
+    request(&summary, &transcript)
 }
 
 /// Whether a message is part of the conversation a model sees: finished (or
@@ -727,7 +749,7 @@ pub(super) mod tests {
             said(1, &ann, "Tea is best."),
             said(2, &bo, "Coffee, surely."),
         ];
-        let request = condense_request("", &messages);
+        let request = condense_request("", &messages, 3500);
         assert_eq!(request[0].role, "system");
         assert_eq!(
             request[1].content,
@@ -735,7 +757,7 @@ pub(super) mod tests {
              surely.\n\nWrite the updated summary."
         );
         assert!(
-            condense_request("Ann likes tea.", &messages)[1]
+            condense_request("Ann likes tea.", &messages, 3500)[1]
                 .content
                 .starts_with("Summary so far:\nAnn likes tea.\n\n")
         );
@@ -749,8 +771,14 @@ pub(super) mod tests {
                 )
             })
             .collect();
-        let request = condense_request(&prose(5000, 9), &long);
-        assert!(count(&request) <= 3584, "{}", count(&request));
+        let request = condense_request(&prose(5000, 9), &long, 3500);
+        assert!(count(&request) <= 3500, "{}", count(&request));
+        // A small window gets a small request, never more than its budget.
+        for budget in [0, 50, 200, 700, 1500] {
+            let request = condense_request(&prose(5000, 9), &long, budget);
+            let floor = count(&condense_request("", &[], 0));
+            assert!(count(&request) <= budget.max(floor), "{budget}: {}", count(&request));
+        }
         let transcript = &request[1].content;
         // The short message is whole; the long ones are cut, and say so.
         assert!(transcript.contains(&format!("Ann: {}\n\n", long[2].content)));
