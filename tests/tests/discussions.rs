@@ -1000,8 +1000,9 @@ fn a_paused_discussion_takes_no_turns_until_resumed_and_invalid_transitions_name
         .post_empty(&format!("/v1/discussions/{d}/resume"), &owner)
         .expect(200);
     assert_eq!(resumed["status"], "active", "{resumed}");
+    // A person's message is a turn too (the schema's `turn_count`): this is the third.
     let second = stack.turn(&owner, &d);
-    assert_eq!(second["turn_index"], 1, "{second}");
+    assert_eq!(second["turn_index"], 2, "{second}");
 
     let completed = stack
         .post_empty(&format!("/v1/discussions/{d}/complete"), &owner)
@@ -1995,7 +1996,10 @@ fn who_may_read_post_and_advance_follows_ownership_visibility_and_participation(
     stack.get(&path, &vic).expect_problem(404, "not_found");
     // An admin advances anyone's discussion.
     let by_admin = stack.advance(&admin, d).expect(201);
-    assert_eq!(by_admin["turn_index"], 1);
+    assert_eq!(
+        by_admin["turn_index"], 2,
+        "after a turn and Bob's message: {by_admin}"
+    );
     assert_eq!(stack.messages(&panel.owner, d).len(), 3);
     // Viewers create nothing.
     stack

@@ -169,7 +169,11 @@ pub(crate) async fn change(
          set status = $2, completed_reason = coalesce($3, completed_reason),
              version = version + 1
          where discussion_id = $1",
-        &[discussion.discussion_id.into(), status.into(), reason.into()],
+        &[
+            discussion.discussion_id.into(),
+            status.into(),
+            reason.into(),
+        ],
     )
     .await?;
     let changed = StatusChanged {
@@ -177,7 +181,13 @@ pub(crate) async fn change(
         previous: discussion.status,
         reason,
     };
-    events::emit(tx, &discussion.stream(), "discussion.status_changed", &changed).await?;
+    events::emit(
+        tx,
+        &discussion.stream(),
+        "discussion.status_changed",
+        &changed,
+    )
+    .await?;
     Ok(())
 }
 

@@ -34,10 +34,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::{Request, lifecycle};
 use crate::discussion::{self, CompletedReason, Discussion, MidTurnInput, Status, TurnState};
 use crate::message::{MESSAGE_COLUMNS, MESSAGE_JOINS, Message};
 use crate::turns::{lease, stop};
+use crate::{Request, lifecycle};
 
 /// Which end of the discussion a page starts from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]

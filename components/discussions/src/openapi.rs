@@ -32,6 +32,8 @@ use utoipa::openapi::OpenApi;
         crate::turns::advance,
         crate::turns::cancel,
     ),
+    // Named by query parameters only, which do not register their schemas.
+    components(schemas(crate::messages::Order)),
     tags(
         (name = "discussions", description = "Discussions: agents and people taking turns on a topic, streamed, persisted, paused, resumed and recovered."),
     ),

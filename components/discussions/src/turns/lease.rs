@@ -465,7 +465,13 @@ pub(crate) async fn finish(
             payload["detail"] = json!(detail);
         }
         events::emit(tx, &turn.stream(), ending.event(), &payload).await?;
-        events::emit(tx, &turn.stream(), "message.created", &json!({ "message": message })).await?;
+        events::emit(
+            tx,
+            &turn.stream(),
+            "message.created",
+            &json!({ "message": message }),
+        )
+        .await?;
 
         discussion.turn.index += counted;
         discussion.tokens_used = discussion.tokens_used.saturating_add(ending.tokens());

@@ -171,7 +171,11 @@ pub(crate) fn condense_request(
 ) -> Vec<ollama::Message> {
     let counter = Counter::shared(Encoding::Cl100kBase);
     let request = |summary: &str, transcript: &str| {
-        let summary = if summary.is_empty() { "(none yet)" } else { summary };
+        let summary = if summary.is_empty() {
+            "(none yet)"
+        } else {
+            summary
+        };
         vec![
             chat("system", CONDENSE_INSTRUCTIONS.to_owned()),
             chat(
@@ -777,7 +781,11 @@ pub(super) mod tests {
         for budget in [0, 50, 200, 700, 1500] {
             let request = condense_request(&prose(5000, 9), &long, budget);
             let floor = count(&condense_request("", &[], 0));
-            assert!(count(&request) <= budget.max(floor), "{budget}: {}", count(&request));
+            assert!(
+                count(&request) <= budget.max(floor),
+                "{budget}: {}",
+                count(&request)
+            );
         }
         let transcript = &request[1].content;
         // The short message is whole; the long ones are cut, and say so.
