@@ -184,6 +184,8 @@ fn text(value: &Value, key: &str) -> anyhow::Result<String> {
 
 /// One timed turn: the client's wall time and the message's `latency_ms`.
 struct Turn {
+    /// Messages the discussion held before it.
+    history: usize,
     wall_ms: f64,
     model_ms: f64,
 }
@@ -204,6 +206,7 @@ fn per_turn(api: &Api, rounds: usize) -> anyhow::Result<()> {
                 .with_context(|| format!("no latency_ms: {message}"))?;
             if n >= WARM_UP_TURNS {
                 turns.push(Turn {
+                    history: n,
                     wall_ms: wall.as_secs_f64() * 1000.0,
                     model_ms,
                 });
@@ -214,6 +217,19 @@ fn per_turn(api: &Api, rounds: usize) -> anyhow::Result<()> {
     let wall = summary(turns.iter().map(|t| t.wall_ms).collect());
     let model = summary(turns.iter().map(|t| t.model_ms).collect());
     let overhead = summary(turns.iter().map(|t| t.wall_ms - t.model_ms).collect());
+    // Whether it grows with the history the prompt is built from.
+    let overhead_within = |range: std::ops::Range<usize>| {
+        summary(
+            turns
+                .iter()
+                .filter(|t| range.contains(&t.history))
+                .map(|t| t.wall_ms - t.model_ms)
+                .collect(),
+        )
+    };
+    let last = WARM_UP_TURNS + TURNS_PER_ROUND;
+    let early = overhead_within(WARM_UP_TURNS..WARM_UP_TURNS + 20);
+    let late = overhead_within(last - 20..last);
     println!("### A discussion turn: what Arena adds to the model call\n");
     println!("| per turn | p50 | p99 |");
     println!("|---|---:|---:|");
@@ -228,8 +244,22 @@ fn per_turn(api: &Api, rounds: usize) -> anyhow::Result<()> {
         println!("| {name} | {p50:.2} ms | {p99:.2} ms |");
     }
     println!(
-        "\n({} turns: {rounds} discussions of two agents, {TURNS_PER_ROUND} turns each after \
-         {WARM_UP_TURNS} untimed; replies of {REPLY_TOKENS} tokens, no token delay)\n",
+        "| Arena's overhead, turns with {WARM_UP_TURNS}–{} messages before them | {:.2} ms | {:.2} ms |",
+        WARM_UP_TURNS + 19,
+        early.0,
+        early.1
+    );
+    println!(
+        "| Arena's overhead, turns with {}–{} messages before them | {:.2} ms | {:.2} ms |",
+        last - 20,
+        last - 1,
+        late.0,
+        late.1
+    );
+    println!(
+        "\n({} turns in {rounds} rounds, each a fresh discussion of two agents: \
+         {TURNS_PER_ROUND} turns after {WARM_UP_TURNS} untimed; replies of {REPLY_TOKENS} \
+         tokens, no token delay)\n",
         turns.len()
     );
     Ok(())
