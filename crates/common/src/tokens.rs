@@ -31,6 +31,18 @@ pub const TOKENS_PER_MESSAGE: usize = 3;
 /// The tokens that open the model's reply (`<|start|>assistant<|message|>`), once.
 pub const REPLY_PRIMING: usize = 3;
 
+/// At least as many tokens as `messages` count in any byte-pair encoding, without
+/// building one: every token stands for at least one byte. A prompt within its
+/// budget by this bound needs no counting, which spares building an encoding
+/// (tens of milliseconds) when a conversation is still short.
+pub fn upper_bound<'m>(messages: impl IntoIterator<Item = &'m Message>) -> usize {
+    messages
+        .into_iter()
+        .map(|message| TOKENS_PER_MESSAGE + message.role.len() + message.content.len())
+        .sum::<usize>()
+        + REPLY_PRIMING
+}
+
 /// The longest run of whitespace counted in one go. The encodings' pre-split
 /// pattern backtracks through a whitespace run (`\s+(?!\S)`), and tiktoken panics
 /// once a run nears a million characters; a longer run is cut into pieces counted
@@ -209,6 +221,26 @@ mod tests {
             role: role.to_owned(),
             content: content.to_owned(),
         }
+    }
+
+    #[test]
+    fn the_byte_bound_is_never_below_the_count_and_exact_for_one_byte_tokens() {
+        let long = "x".repeat(5000);
+        let texts = [
+            "",
+            "a",
+            "hello world",
+            "ünïcödé 😀 漢字",
+            "    \n\n\t",
+            &long,
+        ];
+        for (n, text) in texts.iter().enumerate() {
+            let chat = [message("system", text), message("user", &text.repeat(n))];
+            assert!(upper_bound(&chat) >= cl100k().chat(&chat), "{text:?}");
+        }
+        // Framing alone: three per message and the reply's priming, role bytes aside.
+        let empty = [message("user", "")];
+        assert_eq!(upper_bound(&empty), TOKENS_PER_MESSAGE + 4 + REPLY_PRIMING);
     }
 
     #[test]

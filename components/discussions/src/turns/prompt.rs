@@ -8,9 +8,11 @@
 //! condensed into the summary when `summarize` is on), then the oldest recent
 //! messages, and last the setting's own text, cut so that the prompt always fits.
 
+use std::iter;
+
 use arena_common::ids::Uuid;
 use arena_common::ollama;
-use arena_common::tokens::{Counter, Encoding, REPLY_PRIMING};
+use arena_common::tokens::{self, Counter, Encoding, REPLY_PRIMING};
 
 use crate::discussion::Discussion;
 use crate::message::{Author, Message, MessageStatus};
@@ -67,8 +69,6 @@ pub(crate) struct Fitted {
     pub messages: Vec<ollama::Message>,
     /// The window, to send as the `num_ctx` option.
     pub num_ctx: u32,
-    /// `messages` counted with their chat framing; at most `num_ctx`.
-    pub prompt_tokens: usize,
     /// Set when history was left out, `summarize` is on, and some of it is older
     /// than the latest `keep_recent_messages`.
     pub condense: Option<Condense>,
@@ -83,7 +83,6 @@ pub(crate) fn fit(
     summary: &str,
     history: &[Message],
 ) -> Fitted {
-    let counter = Counter::shared(Encoding::Cl100kBase);
     let policy = &discussion.context_policy;
     let num_ctx = policy
         .max_context_tokens
@@ -107,6 +106,21 @@ pub(crate) fn fit(
     let mut system = chat("system", setting.whole());
     let mut nudge = chat("user", nudge_text(&speaker.name, opening));
 
+    // A short conversation fits by its bytes alone: no encoding to build.
+    let whole = iter::once(&system).chain(&turns).chain(iter::once(&nudge));
+    if tokens::upper_bound(whole) <= budget {
+        let mut messages = Vec::with_capacity(turns.len() + 2);
+        messages.push(system);
+        messages.extend(turns);
+        messages.push(nudge);
+        return Fitted {
+            messages,
+            num_ctx,
+            condense: None,
+        };
+    }
+
+    let counter = Counter::shared(Encoding::Cl100kBase);
     let fixed = REPLY_PRIMING + counter.message(&system) + counter.message(&nudge);
     if fixed > budget {
         // Not even the setting fits: cut the nudge to what leaves the setting some
@@ -150,13 +164,20 @@ pub(crate) fn fit(
     messages.push(system);
     messages.extend(turns.into_iter().skip(left_out));
     messages.push(nudge);
-    let prompt_tokens = counter.chat(&messages);
-    debug_assert!(prompt_tokens <= budget, "{prompt_tokens} > {budget}");
+    debug_assert!(counter.chat(&messages) <= budget);
     Fitted {
         messages,
         num_ctx,
-        prompt_tokens,
         condense,
+    }
+}
+
+impl Fitted {
+    /// The prompt's tokens with their chat framing, counted (at most `num_ctx`):
+    /// for the usage of a call that ended before the model reported its own count.
+    pub(crate) fn prompt_tokens(&self) -> u32 {
+        let counted = Counter::shared(Encoding::Cl100kBase).chat(&self.messages);
+        u32::try_from(counted).unwrap_or(u32::MAX)
     }
 }
 
@@ -190,7 +211,6 @@ pub(crate) fn condense_request(
     // a third to the summary so far and the rest to the messages.
     let room = budget.saturating_sub(counter.chat(&request("", "")));
     let summary = cut(
-        counter,
         previous_summary.trim(),
         CONDENSE_SUMMARY_TOKENS.min(room / 3),
     );
@@ -209,7 +229,7 @@ pub(crate) fn condense_request(
     let transcript: Vec<String> = lines
         .iter()
         .zip(shares)
-        .map(|((name, text), share)| format!("{name}{}", cut(counter, text, share)))
+        .map(|((name, text), share)| format!("{name}{}", cut(text, share)))
         .collect();
     let mut transcript = transcript.join("\n\n");
     // Token boundaries shift where pieces are joined: trim any excess at the end.
@@ -256,9 +276,13 @@ pub(super) fn chat(role: &str, content: String) -> ollama::Message {
     }
 }
 
-/// `text` cut to `max` tokens, marked when cut.
-pub(super) fn cut(counter: &Counter, text: &str, max: usize) -> String {
-    match counter.truncate(text, max) {
+/// `text` cut to `max` tokens, marked when cut. A text of at most `max` bytes is
+/// whole without counting (a token is at least a byte).
+pub(super) fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    match Counter::shared(Encoding::Cl100kBase).truncate(text, max) {
         whole if whole.len() == text.len() => whole.to_owned(),
         start => format!("{} […]", start.trim_end()),
     }
@@ -564,7 +588,6 @@ pub(super) mod tests {
             "{nudge}"
         );
         assert_eq!(fitted.num_ctx, 4096);
-        assert_eq!(fitted.prompt_tokens, count(&fitted.messages));
         assert_eq!(fitted.condense, None);
     }
 
@@ -639,9 +662,10 @@ pub(super) mod tests {
                         let fitted = fit(&discussion, &speaker(&ann, persona), "", history);
                         let budget = window.saturating_sub(reserve).max(MIN_BUDGET) as usize;
                         let case = format!("{window}/{reserve}/{}/{messages}", persona.len());
-                        assert_eq!(fitted.prompt_tokens, count(&fitted.messages), "{case}");
-                        assert!(fitted.prompt_tokens <= budget, "{case}");
-                        assert!(fitted.prompt_tokens as u32 <= fitted.num_ctx, "{case}");
+                        let tokens = count(&fitted.messages);
+                        assert_eq!(fitted.prompt_tokens() as usize, tokens, "{case}");
+                        assert!(tokens <= budget, "{case}");
+                        assert!(tokens as u32 <= fitted.num_ctx, "{case}");
                         // What is kept is the latest messages, whole and in order.
                         let kept = middle(&fitted);
                         let expected: Vec<ollama::Message> = history[messages - kept.len()..]
@@ -716,8 +740,8 @@ pub(super) mod tests {
         let persona = format!("PERSONA {}", prose(5000, 2));
         let summary = format!("SUMMARY {}", prose(100, 3));
         let fitted = fit(&discussion, &speaker(&ann, &persona), &summary, &[]);
-        assert!(fitted.prompt_tokens <= 1024);
-        assert!(fitted.prompt_tokens > 1000, "{}", fitted.prompt_tokens);
+        let tokens = count(&fitted.messages);
+        assert!((1001..=1024).contains(&tokens), "{tokens}");
         let system = &fitted.messages[0].content;
         assert!(system.starts_with("PERSONA "));
         assert!(
@@ -738,11 +762,8 @@ pub(super) mod tests {
         policy(&mut discussion, 256, 512, 4, true);
         let history = [said(1, &ann, "Hi.")];
         let fitted = fit(&discussion, &speaker(&ann, &prose(600, 7)), "", &history);
-        assert!(
-            fitted.prompt_tokens <= MIN_BUDGET as usize,
-            "{}",
-            fitted.prompt_tokens
-        );
+        let tokens = count(&fitted.messages);
+        assert!(tokens <= MIN_BUDGET as usize, "{tokens}");
         assert_eq!(fitted.messages.len(), 2);
     }
 

@@ -191,7 +191,6 @@ impl Runner {
         };
         let mut options = self.speaking.options.clone();
         options.num_ctx = Some(fitted.num_ctx);
-        let prompt_tokens = u32::try_from(fitted.prompt_tokens).unwrap_or(u32::MAX);
 
         // A cancel may have come while the speaker was chosen or the history
         // condensed; and the lease is renewed before the wait for a first token.
@@ -258,9 +257,10 @@ impl Runner {
                 Some(Step::Failed(error)) => {
                     drop(stream);
                     content.push_str(&pending);
-                    let outcome = call.early_outcome(prompt_tokens, Some(error.to_string()));
+                    let outcome =
+                        call.early_outcome(fitted.prompt_tokens(), Some(error.to_string()));
                     call.record(&self.models.db, Status::Failed, &outcome).await;
-                    return self.failed(content, Some(&call), prompt_tokens, error.into());
+                    return self.failed(content, Some(&call), fitted.prompt_tokens(), error.into());
                 }
             }
             let flushed = lease::flush(
@@ -278,7 +278,7 @@ impl Runner {
             if at_limit && done.is_none() {
                 // The message is as long as one may be: the model is stopped there.
                 drop(stream);
-                let outcome = call.early_outcome(prompt_tokens, None);
+                let outcome = call.early_outcome(fitted.prompt_tokens(), None);
                 call.record(&self.models.db, Status::Cancelled, &outcome)
                     .await;
                 return self.ended_with(MessageStatus::Completed, content, &outcome);
@@ -286,7 +286,7 @@ impl Runner {
             match (flushed, done) {
                 (Ok(Lease::Lost), _) => {
                     drop(stream);
-                    let outcome = call.early_outcome(prompt_tokens, None);
+                    let outcome = call.early_outcome(fitted.prompt_tokens(), None);
                     call.record(&self.models.db, Status::Cancelled, &outcome)
                         .await;
                     return Generated::Lost;
@@ -302,16 +302,17 @@ impl Runner {
                 (Ok(Lease::Cancelling), None) => {
                     // Dropping the stream closes the connection: Ollama stops.
                     drop(stream);
-                    let outcome = call.early_outcome(prompt_tokens, None);
+                    let outcome = call.early_outcome(fitted.prompt_tokens(), None);
                     call.record(&self.models.db, Status::Cancelled, &outcome)
                         .await;
                     return self.ended_with(MessageStatus::Cancelled, content, &outcome);
                 }
                 (Err(problem), None) => {
                     drop(stream);
-                    let outcome = call.early_outcome(prompt_tokens, Some(problem.to_string()));
+                    let outcome =
+                        call.early_outcome(fitted.prompt_tokens(), Some(problem.to_string()));
                     call.record(&self.models.db, Status::Failed, &outcome).await;
-                    return self.failed(content, Some(&call), prompt_tokens, problem);
+                    return self.failed(content, Some(&call), fitted.prompt_tokens(), problem);
                 }
             }
         }

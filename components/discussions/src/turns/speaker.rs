@@ -7,7 +7,6 @@
 
 use arena_common::ids::Uuid;
 use arena_common::ollama;
-use arena_common::tokens::{Counter, Encoding};
 
 use super::prompt::{author, chat, cut, is_spoken};
 use crate::discussion::Discussion;
@@ -35,7 +34,6 @@ pub(crate) fn moderator_request(
     moderator: &Participant,
     history: &[Message],
 ) -> Vec<ollama::Message> {
-    let counter = Counter::shared(Encoding::Cl100kBase);
     let previous = discussion.last_agent_speaker_id;
     let mut offered = candidates(discussion);
     if offered.len() > 1 {
@@ -54,7 +52,7 @@ pub(crate) fn moderator_request(
         .iter()
         .map(|message| {
             let (_, name) = author(message);
-            let excerpt = cut(counter, message.content.trim(), MODERATOR_EXCERPT_TOKENS);
+            let excerpt = cut(message.content.trim(), MODERATOR_EXCERPT_TOKENS);
             format!("{name}: {excerpt}")
         })
         .collect();
@@ -79,7 +77,7 @@ pub(crate) fn moderator_request(
                  Answer with only the name of who should speak next.",
                 moderator.name,
                 discussion.title,
-                cut(counter, discussion.topic.trim(), MODERATOR_EXCERPT_TOKENS),
+                cut(discussion.topic.trim(), MODERATOR_EXCERPT_TOKENS),
             ),
         ),
         chat("user", question),
