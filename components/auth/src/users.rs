@@ -557,8 +557,6 @@ fn ensure_another_admin(enabled_admins: &[Uuid], user: &User, doing: &str) -> Re
     Ok(())
 }
 
-/// The 409 for an update based on `given`, an outdated version of the user.
-
 fn no_such_user(user_id: Uuid) -> Problem {
     Problem::not_found(format!("there is no user {user_id}"))
 }
