@@ -24,6 +24,7 @@ use serde_json::Value;
 pub mod api;
 pub mod sse;
 pub mod upstream;
+pub mod ws;
 
 /// How long `arena up` may take to start listening (cold compiles included).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -220,10 +221,40 @@ impl Arena {
         if !env.iter().any(|(key, _)| *key == SIGNING_KEYS_ENV) {
             command.env(SIGNING_KEYS_ENV, TEST_SIGNING_KEYS);
         }
-        let mut child = command
+        command
             .args(args)
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn(command)
+    }
+
+    /// Starts `arena sidecar` (the realtime hub alone, as production runs it
+    /// beside a Spin host) on a free port against `database_url`, which must
+    /// already be migrated (an [`Arena`] started on it does that), with the
+    /// signing key [`TEST_SIGNING_KEYS`] unless `env` sets one.
+    pub fn start_sidecar(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Arena {
+        let mut command = Command::new(arena_bin());
+        command
+            .current_dir(repo_root())
+            .args(["--log-format", "json", "sidecar", "--listen", "127.0.0.1:0"])
+            .args(["--database-url", database_url])
+            .env(DATABASE_URL_ENV, database_url);
+        if !env.iter().any(|(key, _)| *key == SIGNING_KEYS_ENV) {
+            command.env(SIGNING_KEYS_ENV, TEST_SIGNING_KEYS);
+        }
+        command
+            .args(args)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied());
+        Self::spawn(command).unwrap_or_else(|failure| {
+            panic!("arena sidecar failed to start:\n{}", failure.messages())
+        })
+    }
+
+    /// Spawns `command` (an `arena` with `--log-format json`), keeps its log, and
+    /// waits until it logs `listening`.
+    fn spawn(mut command: Command) -> Result<Arena, StartFailure> {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -249,7 +280,10 @@ impl Arena {
                 .unwrap()
                 .iter()
                 .find(|entry| entry["message"] == "listening")
-                .map(|entry| entry["url"].as_str().unwrap().to_owned());
+                .map(|entry| match entry["url"].as_str() {
+                    Some(url) => url.to_owned(),
+                    None => format!("http://{}", entry["address"].as_str().unwrap()),
+                });
             if let Some(url) = listening {
                 let client = reqwest::blocking::Client::builder()
                     .timeout(Duration::from_secs(60))

@@ -3,6 +3,7 @@
 //! test can tell a stream that trickles from one sent all at once at the end.
 
 use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -56,6 +57,70 @@ pub fn post(api: &Client, path: &str, bearer: Option<&str>, body: &Value) -> Eve
     }
 }
 
+/// `GET path` asking for an event stream, with `headers`: the stream once the
+/// status is 200 and the content type `text/event-stream`, else the response.
+pub fn get(
+    api: &Client,
+    path: &str,
+    bearer: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<Events, Box<Response>> {
+    let started = Instant::now();
+    let mut request = api
+        .request(Method::GET, path, bearer)
+        .header("accept", "text/event-stream");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request
+        .send()
+        .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+    if response.status() != 200 {
+        return Err(Box::new(Response::read(Method::GET, path, response)));
+    }
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "GET {path}: content-type {content_type:?}"
+    );
+    Ok(Events {
+        reader: BufReader::new(response),
+        started,
+    })
+}
+
+/// What [`Background::next_within`] got.
+#[derive(Debug)]
+pub enum Next {
+    Event(Event),
+    /// The stream ended (or could not be read any more).
+    Ended,
+    /// Nothing came in time.
+    Timeout,
+}
+
+/// An event stream read on a thread of its own, so a test can wait for the next
+/// event with a deadline. Dropping it does not close the stream; dropping the
+/// [`Client`]'s connection does (or the server ending it).
+pub struct Background {
+    events: mpsc::Receiver<Event>,
+}
+
+impl Background {
+    /// The next event, if one comes within `timeout`.
+    pub fn next_within(&self, timeout: Duration) -> Next {
+        match self.events.recv_timeout(timeout) {
+            Ok(event) => Next::Event(event),
+            Err(mpsc::RecvTimeoutError::Timeout) => Next::Timeout,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Next::Ended,
+        }
+    }
+}
+
 impl Iterator for Events {
     type Item = Event;
 
@@ -104,6 +169,19 @@ impl Iterator for Events {
 }
 
 impl Events {
+    /// Reads the stream on a thread of its own; a read error ends it there.
+    pub fn in_background(self) -> Background {
+        let (sender, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for event in self {
+                if sender.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+        Background { events }
+    }
+
     /// Every event left, to the end of the stream.
     pub fn rest(self) -> Vec<Event> {
         self.collect()

@@ -27,7 +27,9 @@ pub(crate) const DISCUSSION_COLUMNS: &str = "d.discussion_id, d.owner_id, d.titl
      (select m.participant_id from messages m \
        where m.discussion_id = d.discussion_id and m.agent_id is not null \
          and m.status in ('completed', 'cancelled') \
-       order by m.seq desc limit 1) as last_agent_speaker_id";
+       order by m.seq desc limit 1) as last_agent_speaker_id, \
+     (select coalesce(max(e.position), 0) from events e \
+       where e.stream = 'discussion:' || d.discussion_id::text) as last_event_id";
 
 /// Declares a closed set of names stored as text: its API and database names,
 /// parsing, and decoding from a row.
@@ -236,6 +238,11 @@ pub(crate) struct Discussion {
     pub version: i32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The latest event on `discussion:<id>` this read reflects (its position in
+    /// the event log; 0 before any): subscribe to the realtime hub `since` it and
+    /// nothing is missed. An event written just before the read may still come
+    /// after it, so a client applies events it already reflects harmlessly.
+    pub last_event_id: i64,
     /// The agent participant whose turn last counted; round-robin goes on after it.
     #[serde(skip)]
     pub last_agent_speaker_id: Option<Uuid>,
@@ -281,6 +288,7 @@ impl FromRow for Discussion {
             version: row.get("version")?,
             created_at: row.get("created_at")?,
             updated_at: row.get("updated_at")?,
+            last_event_id: row.get("last_event_id")?,
             last_agent_speaker_id: row.get("last_agent_speaker_id")?,
         })
     }

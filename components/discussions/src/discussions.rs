@@ -811,6 +811,7 @@ pub(crate) mod tests_support {
             version: 3,
             created_at: at,
             updated_at: at,
+            last_event_id: 0,
             last_agent_speaker_id: None,
         }
     }

@@ -15,6 +15,13 @@ pub struct RunningArena {
     pub address: String,
 }
 
+impl RunningArena {
+    /// The process id, to read its resident memory.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for RunningArena {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -10,6 +10,10 @@
 //! [`SIGNING_KEYS_VARIABLE`]: `kid:secret` pairs separated by spaces or commas, each
 //! secret at least 32 bytes. The first pair signs; all of them verify. To rotate,
 //! put a new pair first, and drop the old one once the tokens it signed have expired.
+//!
+//! Everything here but `SigningKeys::from_variables` (which needs the `spin`
+//! feature) works natively too: the realtime hub in the `arena` host verifies the
+//! same credentials, with the keys it is given.
 
 use std::collections::HashSet;
 
@@ -110,6 +114,7 @@ impl SigningKeys {
 
     /// The keys in the Spin variable [`SIGNING_KEYS_VARIABLE`]. Unset or invalid is a
     /// 500: the deployment is broken, and the log says how.
+    #[cfg(feature = "spin")]
     pub async fn from_variables() -> Result<Self, Problem> {
         let text = crate::variables::text(SIGNING_KEYS_VARIABLE).await?;
         Self::parse(&text).map_err(|error| {

@@ -11,7 +11,7 @@
 //! | [`time`] | [`Timestamp`](time::Timestamp): UTC instants written as RFC 3339 |
 //! | [`auth`] | [`Identity`](auth::Identity): the verified caller, their role, and the ownership rule |
 //! | `audit` (`spin`) | [`AuditEvent`](audit::AuditEvent): a record in the audit trail |
-//! | `credentials` (`credentials`) | access tokens (JWT), refresh tokens and API keys: made, digested, verified |
+//! | `credentials` (`credentials`) | access tokens (JWT), refresh tokens and API keys: made, digested, verified (natively too; the keys from a Spin variable with `spin`) |
 //! | `ollama` (`ollama`) | the Ollama client: models, streamed chat, embeddings, with deadlines |
 //! | `usage` (`spin`) | every model call recorded with its tokens; quotas enforced |
 //! | `sse` (`ollama`) | server-sent events: a streamed response fed by a task |

@@ -4,6 +4,7 @@
 //! arena up       [--listen ADDR] [--manifest spin.toml] [--runtime-config FILE] [--build]
 //!                [--database-url URL] [--migrations DIR] [--no-migrate]
 //! arena migrate  [--manifest spin.toml] [--database-url URL] [--migrations DIR]
+//! arena sidecar  [--listen ADDR] [--database-url URL] [--migrate [--migrations DIR]]
 //! arena build    [--manifest spin.toml] [COMPONENT ...]
 //! ```
 
@@ -12,6 +13,7 @@ mod commands;
 mod logging;
 mod manifest;
 mod problem;
+mod realtime;
 mod request_id;
 mod routes;
 mod runtime;
@@ -44,6 +46,8 @@ enum Command {
     Migrate(commands::migrate::Migrate),
     /// Run every component's `build.command`, like `spin build`.
     Build(commands::build::Build),
+    /// Serve only the realtime hub (`/v1/realtime/...`, `/metrics`) beside a Spin host.
+    Sidecar(commands::sidecar::Sidecar),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +59,7 @@ fn main() -> anyhow::Result<()> {
             Command::Up(up) => up.run().await,
             Command::Migrate(migrate) => migrate.run().await,
             Command::Build(build) => build.run().await,
+            Command::Sidecar(sidecar) => sidecar.run().await,
         }
     });
     if let Err(error) = &result {

@@ -1,5 +1,7 @@
 //! The HTTP front door: accepts connections, routes each request to its
-//! component, and logs one line per request.
+//! component, and logs one line per request. `/v1/realtime/...` goes to the
+//! realtime hub instead (upgraded to WebSockets, or streamed as SSE), and
+//! `/metrics` is answered by the host itself.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -16,15 +18,15 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError};
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
 use arena_common::Problem;
 
 use crate::problem;
+use crate::realtime::{self, Realtime, RequestInfo, metrics};
 use crate::request_id;
 use crate::routes::{RouteMatch, Router};
 use crate::runtime::chaining::{Dispatch, Target};
@@ -49,20 +51,31 @@ pub struct Application {
     pub max_request_body: u64,
     /// The manifest's base path, for `spin-base-path`.
     pub base: String,
+    /// The realtime hub, serving `/v1/realtime/...`; `None`: those paths go to
+    /// the router like any other.
+    pub realtime: Option<Arc<Realtime>>,
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains in-flight
-/// requests for at most [`DRAIN_TIMEOUT`].
+/// requests, and the realtime hub's connections (told to reconnect), for at
+/// most [`DRAIN_TIMEOUT`].
 pub async fn serve(
     listener: TcpListener,
     app: Arc<Application>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let graceful = GracefulShutdown::new();
+    // hyper-util's `GracefulShutdown` cannot watch a connection that may be
+    // upgraded (a WebSocket), so each connection watches this instead. An
+    // upgraded connection leaves hyper (and gives back its permit); the hub
+    // drains those itself.
+    let (stopping, stop) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = pin!(shutdown);
     loop {
-        let permit = connections.clone().acquire_owned().await?;
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = connections.clone().acquire_owned() => permit?,
+        };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -84,10 +97,24 @@ pub async fn serve(
         });
         let connection = http1::Builder::new()
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let mut connection = pin!(connection);
+            let stopped = async move {
+                // Only fails once `serve` has returned: stopping is right then too.
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = stopped => {
+                    // Finishes the request in flight, then closes.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%peer, "connection ended with an error: {error}");
             }
             drop(permit);
@@ -97,8 +124,22 @@ pub async fn serve(
     drop(listener);
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     app.requests.close();
+    if let Some(realtime) = &app.realtime {
+        // Realtime connections close (told to reconnect elsewhere); SSE
+        // responses end, so the connections carrying them can finish.
+        realtime.shutdown.trigger();
+    }
+    stopping.send_replace(true);
+    let drained = async {
+        // Every connection gives its permit back when it ends.
+        let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+        let _all = connections.acquire_many(all).await;
+        if let Some(realtime) = &app.realtime {
+            realtime.drained().await;
+        }
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all requests finished"),
+        () = drained => tracing::info!("all requests finished"),
         () = tokio::time::sleep(DRAIN_TIMEOUT) => {
             tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway")
         }
@@ -110,10 +151,91 @@ impl Application {
     /// A client's request.
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let trace = RequestTrace::new(&request_id::from_request(request.headers()));
-        let request =
-            request.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
-        self.respond(request, Target::Router, Caller::Client(peer), trace)
+        let path = request.uri().path();
+        let to_hub = self.realtime.as_ref().filter(|_| realtime::handles(path));
+        let response = if path == realtime::METRICS_PATH {
+            self.host_route(request, peer, &trace, "metrics", async |request| {
+                self.metrics(&request)
+            })
             .await
+        } else if let Some(hub) = to_hub {
+            self.host_route(request, peer, &trace, "realtime", async |request| {
+                realtime::http::serve(hub.clone(), request).await
+            })
+            .await
+        } else {
+            let request =
+                request.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
+            self.respond(request, Target::Router, Caller::Client(peer), trace)
+                .await
+        };
+        metrics::HTTP.record(response.status());
+        response
+    }
+
+    /// A request the host answers itself (`/metrics`, the realtime hub): the
+    /// request id and the log line as for a component's.
+    async fn host_route(
+        &self,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+        trace: &RequestTrace,
+        route: &'static str,
+        answer: impl AsyncFnOnce(Request<Incoming>) -> Response<Body>,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        request.extensions_mut().insert(RequestInfo {
+            peer,
+            request_id: trace.id.clone(),
+        });
+        let mut response = answer(request).await;
+        if let Ok(value) = HeaderValue::from_str(&trace.id) {
+            response.headers_mut().insert(request_id::HEADER, value);
+        }
+        tracing::info!(
+            target: "arena::request",
+            request_id = %trace.id,
+            method = %method,
+            path = %path,
+            route,
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+        response
+    }
+
+    /// `GET /metrics`: Prometheus' text format.
+    fn metrics(&self, request: &Request<Incoming>) -> Response<Body> {
+        let path = request.uri().path();
+        if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+            let problem = Problem::method_not_allowed(
+                request.method(),
+                &[http::Method::GET, http::Method::HEAD],
+            );
+            let id = request_id::from_request(request.headers());
+            return problem::render(problem, path, &id);
+        }
+        let hub = self
+            .realtime
+            .as_ref()
+            .map(|realtime| realtime.hub.metrics());
+        let text = metrics::render(hub, &metrics::HTTP);
+        let mut response = Response::new(
+            http_body_util::Full::from(text)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
+        );
+        response.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        response
     }
 
     /// Routes `request` to its component, answers problems the host raises

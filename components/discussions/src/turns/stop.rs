@@ -80,6 +80,7 @@ pub(crate) mod tests {
             version: 1,
             created_at: now,
             updated_at: now,
+            last_event_id: 0,
             last_agent_speaker_id: None,
         }
     }

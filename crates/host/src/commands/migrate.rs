@@ -77,6 +77,11 @@ pub struct Database {
 }
 
 impl Database {
+    /// The URL as given: it may hold a password, so show it through [`redact`].
+    pub fn url(&self) -> &str {
+        &self.database_url
+    }
+
     /// Reads the migrations and checks the URL, touching no database, so
     /// `arena up` can validate everything before it changes anything.
     pub async fn load(&self, app: &App) -> anyhow::Result<Migrations> {

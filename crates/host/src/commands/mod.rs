@@ -1,3 +1,4 @@
 pub mod build;
 pub mod migrate;
+pub mod sidecar;
 pub mod up;

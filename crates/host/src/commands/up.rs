@@ -1,5 +1,5 @@
 //! `arena up`: validates everything, loads every component, applies pending
-//! migrations, then listens.
+//! migrations, starts the realtime hub, then listens.
 //!
 //! All configuration errors surface before the socket is bound, so a broken
 //! deployment fails at start rather than on its first request.
@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use super::migrate;
 use crate::allowed_hosts::AllowedHosts;
 use crate::manifest::{App, HttpTrigger, Route};
+use crate::realtime::{Realtime, RealtimeArgs};
 use crate::routes::Router;
 use crate::runtime::chaining::Dispatch;
 use crate::runtime::compose;
@@ -25,6 +26,7 @@ use crate::runtime_config::RuntimeConfig;
 use crate::server::{self, Application};
 use crate::variables::Variables;
 use crate::variables::providers::{EnvProvider, Provider};
+use crate::variables::template::Template;
 
 /// Spin's default address.
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -78,7 +80,17 @@ pub struct Up {
     /// Start without applying migrations (for a deployment that runs `arena migrate` itself).
     #[arg(long, conflicts_with = "migrations")]
     no_migrate: bool,
+
+    #[command(flatten)]
+    realtime: RealtimeArgs,
 }
+
+/// The application variable the realtime hub reads the event log from: the
+/// database the components write their events to.
+const DATABASE_URL_VARIABLE: &str = "database_url";
+
+/// The application variable access tokens are verified with.
+const SIGNING_KEYS_VARIABLE: &str = "jwt_signing_keys";
 
 impl Up {
     pub async fn run(self) -> anyhow::Result<()> {
@@ -106,6 +118,10 @@ impl Up {
         };
         let variables = resolve_variables(&app, &runtime_config)?;
         let configs = component_configs(&app, &variables)?;
+        let realtime_config = self
+            .realtime
+            .config(variable(&variables, SIGNING_KEYS_VARIABLE)?)?;
+        let realtime_database = variable(&variables, DATABASE_URL_VARIABLE)?;
 
         let runtime = Runtime::new(Limits {
             request_timeout: self.request_timeout,
@@ -147,6 +163,15 @@ impl Up {
             Some(migrations) => migrations.apply().await?,
             None => tracing::info!("--no-migrate: pending migrations, if any, are not applied"),
         }
+        let realtime = match &realtime_database {
+            Some(url) => Some(Realtime::start(url, realtime_config)?),
+            None => {
+                tracing::info!(
+                    "the manifest declares no `{DATABASE_URL_VARIABLE}` variable: no realtime hub"
+                );
+                None
+            }
+        };
 
         let listener = TcpListener::bind(self.listen)
             .await
@@ -163,6 +188,7 @@ impl Up {
             requests: Semaphore::new(self.max_concurrent_requests as usize),
             max_request_body: self.max_request_body_mib << 20,
             base: app.base().to_owned(),
+            realtime,
         });
         runtime
             .application()
@@ -295,8 +321,18 @@ fn default_cache_dir() -> PathBuf {
         .join("arena")
 }
 
+/// The value of application variable `name`, when the manifest declares it.
+fn variable(variables: &Variables, name: &str) -> anyhow::Result<Option<String>> {
+    if !variables.is_declared(name) {
+        return Ok(None);
+    }
+    let template = Template::parse(&format!("{{{{ {name} }}}}"))
+        .map_err(|_| anyhow::anyhow!("`{name}` is not a variable name"))?;
+    Ok(Some(variables.render(&template)?.text))
+}
+
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");
     tokio::select! {
