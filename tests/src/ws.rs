@@ -32,6 +32,9 @@ pub enum Frame {
     Close(u16, String),
     /// The connection ended with no close frame (reset, EOF), or the read failed.
     Gone(String),
+    /// An event was read (and kept in [`Ws::events`]); internal to the reads.
+    #[doc(hidden)]
+    Event,
 }
 
 /// The handshake was refused: an HTTP answer instead of `101`, or no connection.
@@ -179,6 +182,7 @@ impl Ws {
         let deadline = Instant::now() + timeout;
         loop {
             match self.read_until(deadline) {
+                Some(Frame::Event) => {}
                 Some(Frame::Reply(reply)) if wanted(&reply) => return Frame::Reply(reply),
                 Some(Frame::Reply(reply)) => self.pending.push(reply),
                 Some(ended) => return ended,
@@ -198,7 +202,13 @@ impl Ws {
         if !self.pending.is_empty() {
             return Some(Frame::Reply(self.pending.remove(0)));
         }
-        self.read_until(Instant::now() + timeout)
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.read_until(deadline) {
+                Some(Frame::Event) => {}
+                other => return other,
+            }
+        }
     }
 
     /// Reads (events into [`Self::events`]) until `done` holds of the events, the
@@ -210,6 +220,7 @@ impl Ws {
                 return true;
             }
             match self.read_until(deadline) {
+                Some(Frame::Event) => {}
                 Some(Frame::Reply(reply)) => self.pending.push(reply),
                 Some(_) | None => return done(&self.events),
             }
@@ -241,6 +252,7 @@ impl Ws {
         let deadline = Instant::now() + timeout;
         loop {
             match self.read_until(deadline) {
+                Some(Frame::Event) => {}
                 Some(Frame::Reply(reply)) => self.pending.push(reply),
                 Some(ended) => return Some(ended),
                 None => return None,
@@ -281,6 +293,7 @@ impl Ws {
         let deadline = Instant::now() + timeout;
         loop {
             match self.read_until(deadline)? {
+                Frame::Event => {}
                 Frame::Reply(reply) if wanted(&reply) => return Some(Frame::Reply(reply)),
                 Frame::Reply(reply) => self.pending.push(reply),
                 ended => return Some(ended),
@@ -320,8 +333,8 @@ impl Ws {
         let _ = self.wait_closed(Duration::from_secs(2));
     }
 
-    /// Reads one frame before `deadline`: events are checked and kept (and reading
-    /// goes on), a reply or the end is returned; `None` at the deadline.
+    /// Reads one message before `deadline`: an event is checked and kept
+    /// ([`Frame::Event`]), a reply or the end is returned; `None` at the deadline.
     fn read_until(&mut self, deadline: Instant) -> Option<Frame> {
         if let Some(ended) = &self.ended {
             return Some(ended.clone());
@@ -344,7 +357,7 @@ impl Ws {
                         });
                     if value["type"] == "event" {
                         self.keep_event(value);
-                        continue;
+                        return Some(Frame::Event);
                     }
                     return Some(Frame::Reply(value));
                 }

@@ -788,7 +788,7 @@ fn a_graceful_shutdown_closes_sockets_with_1001_and_events_written_meanwhile_are
         .iter()
         .map(|e| e["payload"]["n"].as_i64().unwrap())
         .collect();
-    assert_eq!(ns, (1..=9).collect::<Vec<_>>());
+    assert_eq!(ns, (1..=10).collect::<Vec<_>>());
 }
 
 // ---------------------------------------------------------------------------

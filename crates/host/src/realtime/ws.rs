@@ -82,7 +82,9 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const MAX_SUBSCRIPTIONS: usize = 256;
 /// How long the close frame of a slow consumer waits for the client to read
 /// what is buffered before it: the client reads its backlog, then the code.
-const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(30);
+/// (Dropped sooner, the socket is reset once the kernel gives up on the
+/// unread data, and the client never learns why.)
+const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(120);
 /// How long any other close frame may take to send, and the client's reply to come.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long one write may block before the client counts as gone.
@@ -473,12 +475,20 @@ impl Connection {
             Stop::Close(reason) => Some(reason.clone()),
             Stop::Gone => None,
         };
+        let guard = self.end(reason.as_ref());
+        // A slow consumer's close may wait long for the client to read its
+        // backlog: it no longer counts (against the user's limit, the gauge, the
+        // drain at shutdown) meanwhile. Any other connection counts until closed,
+        // so a shutdown waits for its 1001 to be sent.
+        let (guard, grace) = match reason {
+            Some(CloseReason::SlowConsumer) => {
+                drop(guard);
+                (None, SLOW_CLOSE_GRACE)
+            }
+            _ => (Some(guard), CLOSE_GRACE),
+        };
         if let Some(reason) = &reason {
             let (code, text) = reason.code_and_reason();
-            let grace = match reason {
-                CloseReason::SlowConsumer => SLOW_CLOSE_GRACE,
-                _ => CLOSE_GRACE,
-            };
             let frame = Message::Close(Some(CloseFrame {
                 code: CloseCode::from(code),
                 reason: text.into(),
@@ -500,18 +510,17 @@ impl Connection {
             }
         }
         reader.abort();
-        self.end(reason);
+        drop(guard);
     }
 
-    /// Unsubscribes everything and logs how the connection ended.
-    fn end(mut self, reason: Option<CloseReason>) {
+    /// Unsubscribes everything and logs how the connection ended; what is
+    /// left is its place among the connections.
+    fn end(mut self, reason: Option<&CloseReason>) -> ConnectionGuard {
         for (_, subscription) in self.subscriptions.drain() {
             self.realtime.hub.unsubscribe(subscription.id);
         }
         self.unwatch_revocation();
-        let (code, text) = reason
-            .as_ref()
-            .map_or((1006, String::new()), CloseReason::code_and_reason);
+        let (code, text) = reason.map_or((1006, String::new()), CloseReason::code_and_reason);
         tracing::debug!(
             request_id = self.request_id.as_deref().unwrap_or_default(),
             user_id = ?self.identity.map(|identity| identity.user_id),
@@ -519,7 +528,7 @@ impl Connection {
             reason = %text,
             "WebSocket closed"
         );
-        drop(self.guard);
+        self.guard
     }
 
     /// The connection's loop, until it must close.
