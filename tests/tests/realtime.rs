@@ -746,7 +746,8 @@ fn resume_works_across_a_host_crash_mid_turn_and_the_tokens_make_the_interrupted
 }
 
 #[test]
-fn a_graceful_shutdown_closes_sockets_with_1001_and_events_written_meanwhile_are_replayed() {
+fn a_graceful_shutdown_closes_sockets_with_1001_tells_sse_to_reconnect_and_events_written_meanwhile_are_replayed()
+ {
     let mut stack = Stack::start(&[]);
     let admin = stack.admin();
     let owner = stack.new_user(&admin, "member");
@@ -759,9 +760,33 @@ fn a_graceful_shutdown_closes_sockets_with_1001_and_events_written_meanwhile_are
     stack.insert_events(&channel, "test.before", 1, 3, 10);
     socket.expect_events("three events", DEADLINE, |events| events.len() == 3);
 
+    let stream = sse::get(
+        &stack.api,
+        &format!("/v1/realtime/sse?channels={channel}&since={from}"),
+        Some(&owner.token),
+        &[],
+    )
+    .unwrap_or_else(|response| panic!("{}", response.context()))
+    .in_background();
+    for _ in 0..3 {
+        match stream.next_within(DEADLINE) {
+            sse::Next::Event(event) => assert_eq!(event.name, "test.before", "{event:?}"),
+            other => panic!("SSE before the shutdown: {other:?}"),
+        }
+    }
+
     stack.arena.terminate();
     let (code, reason) = socket.expect_close(DEADLINE);
     assert_eq!(code, 1001, "closed with {code} {reason:?}");
+    // The event stream is told to reconnect, and ends.
+    match stream.next_within(DEADLINE) {
+        sse::Next::Event(event) => assert_eq!(event.name, "reconnect", "{event:?}"),
+        other => panic!("SSE at shutdown: {other:?}"),
+    }
+    assert!(
+        matches!(stream.next_within(DEADLINE), sse::Next::Ended),
+        "the event stream outlived the shutdown"
+    );
     assert!(
         stack.arena.wait(DEADLINE).is_some(),
         "arena up did not exit on SIGTERM"
@@ -871,6 +896,17 @@ fn two_sidecars_on_one_database_both_deliver_every_event_once_in_order() {
             expected,
             "{name}: more events than rows"
         );
+    }
+    // Each sidecar counts its own client and what it delivered to it.
+    for (name, sidecar) in [("sidecar one", &one), ("sidecar two", &two)] {
+        let metrics = metrics_of(sidecar);
+        assert_eq!(
+            metric(&metrics, "arena_realtime_connections"),
+            Some(1.0),
+            "{name}:\n{metrics}"
+        );
+        let delivered = metric(&metrics, "arena_realtime_events_delivered_total").unwrap_or(0.0);
+        assert!(delivered >= expected as f64, "{name}:\n{metrics}");
     }
 }
 
@@ -1033,6 +1069,46 @@ fn a_revoked_session_is_cut_off_with_4003_and_its_token_no_longer_connects() {
         .expect(204);
     let (code, reason) = kept.expect_close(DEADLINE);
     assert_eq!(code, 4003, "after logout: closed with {code} {reason:?}");
+}
+
+#[test]
+fn a_flood_on_a_users_channel_neither_drops_that_users_sockets_nor_hides_a_later_revocation() {
+    let stack = Stack::start(&[]);
+    let admin = stack.admin();
+    let alice = stack.new_user(&admin, "member");
+    let other = stack.login(&alice.username, PASSWORD);
+    let d = format!("discussion:{}", stack.discussion(&alice, json!({})));
+    let personal = format!("user:{}", alice.id);
+    let from = stack.sequenced();
+
+    // Subscribed to a discussion only: the user's channel is none of its business.
+    let mut socket = stack.ws(&alice);
+    socket.subscribed(&d, Some(from));
+    stack.insert_events(&personal, "test.flood", 1, 3_000, 10);
+    stack.insert_events(&d, "test.after", 3_001, 1, 10);
+    socket.expect_events(
+        "the discussion's event after the flood",
+        DEADLINE,
+        |events| events.len() == 1,
+    );
+    assert!(
+        socket.pings(DEADLINE),
+        "the socket was closed by a flood it did not ask for"
+    );
+    // Its session revoked after the flood: still cut off.
+    let sid = stack.session_of(&alice.token);
+    stack
+        .api
+        .delete(&format!("/v1/auth/sessions/{sid}"), Some(&other))
+        .expect(204);
+    let (code, reason) = socket.expect_close(DEADLINE);
+    assert_eq!(code, 4003, "closed with {code} {reason:?}");
+    let metrics = stack.metrics();
+    assert_eq!(
+        metric(&metrics, "arena_realtime_slow_consumers_total"),
+        Some(0.0),
+        "no connection was dropped for slowness, yet:\n{metrics}"
+    );
 }
 
 #[test]
@@ -1301,9 +1377,12 @@ fn a_slow_client_is_dropped_with_4008_while_another_gets_every_event_and_it_resu
     slow.subscribed(&d, Some(from));
 
     // ~16 MB of events: far more than the socket buffers and a queue of 1024
-    // events hold, so a client that does not read falls behind.
+    // events hold, so a client that does not read falls behind; written at
+    // ~2,000 events (4 MB) a second, a pace any reading client keeps up with (a
+    // burst of all of them at once outruns a queue of 1024 events on a busy
+    // machine however fast the client reads).
     const TOTAL: i32 = 8_000;
-    const BATCH: i32 = 500;
+    const BATCH: i32 = 100;
     let writer = {
         let url = stack.db.url();
         let d = d.clone();
@@ -1318,6 +1397,7 @@ fn a_slow_client_is_dropped_with_4008_while_another_gets_every_event_and_it_resu
                         &[&d, &first, &BATCH],
                     )
                     .unwrap();
+                std::thread::sleep(Duration::from_millis(50));
             }
         })
     };
@@ -1506,6 +1586,21 @@ fn metrics_show_connections_subscriptions_and_events_delivered() {
     wait_metric(
         "arena_realtime_events_delivered_total",
         delivered_before + 15.0,
+    );
+    // Events on a user's own channel count once per socket that got them, like
+    // any other (not once more per socket of that user's).
+    stack.insert_events(&personal, "test.counted", 6, 2, 10);
+    sockets[2].expect_events("two personal events", DEADLINE, |events| events.len() == 7);
+    let target = delivered_before + 17.0;
+    let delivered = wait_for("the personal events counted", || {
+        let delivered = metric(&stack.metrics(), "arena_realtime_events_delivered_total")?;
+        (delivered >= target).then_some(delivered)
+    });
+    assert_eq!(
+        delivered,
+        target,
+        "arena_realtime_events_delivered_total counts {} deliveries of 2 personal events that 1 socket received",
+        delivered - delivered_before - 15.0
     );
     let metrics = stack.metrics();
     assert!(

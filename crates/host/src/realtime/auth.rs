@@ -325,8 +325,8 @@ pub async fn still_live(
 
 /// A connection's watch on its user's channel, where `session.revoked` is
 /// announced: a hub subscription with a small queue of its own (so the client's
-/// own subscriptions are not affected), not counted in the subscriptions gauge
-/// (it is the hub's, not the client's).
+/// own subscriptions are not affected), left out of the metrics (it is the
+/// server's, not the client's: see [`Subscriber::unmetered`]).
 pub struct RevocationWatch {
     id: SubscriptionId,
     events: mpsc::Receiver<Arc<Event>>,
@@ -351,21 +351,14 @@ pub enum Verdict {
 
 impl RevocationWatch {
     pub fn start(hub: &Hub, identity: &Identity) -> RevocationWatch {
-        let (queue, events) = Subscriber::new(REVOCATION_QUEUE);
+        let (queue, events) = Subscriber::unmetered(REVOCATION_QUEUE);
         let channel = Channel::User(identity.user_id).to_string();
         let (id, _) = hub.subscribe(&channel, queue.clone());
-        hub.metrics()
-            .subscriptions
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         RevocationWatch { id, events, queue }
     }
 
     pub fn stop(self, hub: &Hub) {
-        if hub.unsubscribe(self.id) {
-            hub.metrics()
-                .subscriptions
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        hub.unsubscribe(self.id);
     }
 
     /// What the next event on the user's channel means for `identity`. Its

@@ -110,18 +110,32 @@ pub struct Subscriber {
 struct SubscriberState {
     slow: AtomicBool,
     slowed: Notify,
+    /// Counted in the metrics: a client's subscription, not one of the hub's
+    /// own watches (see [`Subscriber::unmetered`]).
+    metered: bool,
 }
 
 impl Subscriber {
     /// A queue of `capacity` events ([`QUEUE_CAPACITY`] for a connection) and
     /// its receiving end, which the connection drains to its socket.
     pub fn new(capacity: usize) -> (Subscriber, mpsc::Receiver<Arc<Event>>) {
+        Self::with_metering(capacity, true)
+    }
+
+    /// As [`new`](Self::new), for a watch the server keeps for itself (a
+    /// connection's eye on revocations): left out of the subscriptions gauge and
+    /// of the delivered and slow-consumer counts, which describe clients.
+    pub fn unmetered(capacity: usize) -> (Subscriber, mpsc::Receiver<Arc<Event>>) {
+        Self::with_metering(capacity, false)
+    }
+
+    fn with_metering(capacity: usize, metered: bool) -> (Subscriber, mpsc::Receiver<Arc<Event>>) {
         let (queue, receiver) = mpsc::channel(capacity);
-        let subscriber = Subscriber {
-            queue,
-            state: Arc::default(),
-        };
-        (subscriber, receiver)
+        let state = Arc::new(SubscriberState {
+            metered,
+            ..SubscriberState::default()
+        });
+        (Subscriber { queue, state }, receiver)
     }
 
     /// Whether an event could not be queued: the connection must be closed
@@ -150,12 +164,16 @@ impl Subscriber {
         }
         match self.queue.try_send(event.clone()) {
             Ok(()) => {
-                Metrics::add(&metrics.events_delivered, 1);
+                if self.state.metered {
+                    Metrics::add(&metrics.events_delivered, 1);
+                }
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if !self.state.slow.swap(true, Ordering::AcqRel) {
-                    Metrics::add(&metrics.slow_consumers, 1);
+                    if self.state.metered {
+                        Metrics::add(&metrics.slow_consumers, 1);
+                    }
                     self.state.slowed.notify_waiters();
                 }
                 false
@@ -255,6 +273,7 @@ impl Hub {
     pub fn subscribe(&self, channel: &str, queue: Subscriber) -> (SubscriptionId, i64) {
         let index = self.shard_of(channel);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let metered = queue.state.metered;
         let cursor = {
             let mut shard = self.shards[index]
                 .write()
@@ -272,7 +291,9 @@ impl Hub {
             // Inside the lock: the seam's argument depends on it.
             self.cursor.load(Ordering::Acquire)
         };
-        self.metrics.subscriptions.fetch_add(1, Ordering::Relaxed);
+        if metered {
+            self.metrics.subscriptions.fetch_add(1, Ordering::Relaxed);
+        }
         let shard = u32::try_from(index).expect("few shards");
         (SubscriptionId { shard, id }, cursor)
     }
@@ -286,14 +307,21 @@ impl Hub {
         let Some(channel) = shard.ids.remove(&id.id) else {
             return false;
         };
+        let mut metered = false;
         if let Some(subscribers) = shard.channels.get_mut(&channel) {
-            subscribers.retain(|(sid, _)| *sid != id.id);
+            subscribers.retain(|(sid, queue)| {
+                let this = *sid == id.id;
+                metered |= this && queue.state.metered;
+                !this
+            });
             if subscribers.is_empty() {
                 shard.channels.remove(&channel);
             }
         }
         drop(shard);
-        self.metrics.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        if metered {
+            self.metrics.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        }
         true
     }
 
