@@ -7,22 +7,11 @@
 //! | `POST /v1/realtime/tickets` | [`tickets`] | a 30-second single-use ticket for `?ticket=` |
 //!
 //! [`auth`] checks credentials (the API's access tokens and API keys, and tickets)
-//! and [`channels`] parses channel names and authorizes subscriptions. Every refusal
+//! and [`channels`](super::channels) parses channel names and authorizes subscriptions. Every refusal
 //! before a stream starts is `application/problem+json`, as the rest of the API
 //! answers: 401 without valid credentials, 403/404 for a channel the caller may not
 //! read, 405 with `Allow` for a wrong method, 429 over the per-user connection limit,
 //! 503 while shutting down.
-
-#[path = "auth.rs"]
-pub mod auth;
-#[path = "channels.rs"]
-pub mod channels;
-#[path = "sse.rs"]
-pub mod sse;
-#[path = "tickets.rs"]
-pub mod tickets;
-#[path = "ws.rs"]
-pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +21,7 @@ use arena_common::{Problem, ProblemCode};
 use http::{HeaderMap, Method, Request, Response};
 use http_body_util::BodyExt;
 
-use super::{Realtime, RequestInfo, TooManyConnections};
+use super::{Realtime, RequestInfo, TooManyConnections, auth, sse, tickets, ws};
 use crate::problem;
 use crate::server::Body;
 use auth::AuthError;

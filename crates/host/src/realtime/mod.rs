@@ -10,17 +10,26 @@
 //! | [`hub`] | channels → subscribers, fan-out, bounded per-connection queues, replay, the subscribe/replay seam |
 //! | [`retention`] | pruning old events and token chunks, one replica at a time |
 //! | [`metrics`] | the counters, and `GET /metrics` in Prometheus' text format |
-//! | [`http`] | the protocols: WebSocket, SSE, tickets, authentication |
+//! | [`http`] | the routes under `/v1/realtime`, and what the protocols share |
+//! | [`ws`], [`sse`] | the two protocols: JSON messages over a WebSocket, `text/event-stream` |
+//! | [`tickets`] | single-use tickets for clients that cannot set headers |
+//! | [`auth`] | credentials (access tokens, API keys, tickets) and the revocation watch |
+//! | [`channels`] | channel names, and who may subscribe to each |
 //!
 //! [`Realtime`] is what a request handler gets: the hub, a pool for its queries,
 //! the configuration, the shutdown signal, and the connection registry (limits
 //! per user, the connections gauge, the drain at shutdown).
 
+pub mod auth;
+pub mod channels;
 pub mod http;
 pub mod hub;
 pub mod log;
 pub mod metrics;
 pub mod retention;
+pub mod sse;
+pub mod tickets;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -67,10 +67,13 @@ pub async fn handle(
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, Problem> {
     let query = req.uri().query();
-    let channels = parse_channels(super::query_param(query, "channels").as_deref())?;
-    let since = resume_from(req.headers(), super::query_param(query, "since").as_deref())?;
-    let ticket = super::query_param(query, "ticket");
-    let identity = super::authenticate(&realtime, req.headers(), ticket.as_deref())
+    let channels = parse_channels(super::http::query_param(query, "channels").as_deref())?;
+    let since = resume_from(
+        req.headers(),
+        super::http::query_param(query, "since").as_deref(),
+    )?;
+    let ticket = super::http::query_param(query, "ticket");
+    let identity = super::http::authenticate(&realtime, req.headers(), ticket.as_deref())
         .await
         .map_err(|error| error.problem())?
         .ok_or_else(|| {
@@ -81,7 +84,7 @@ pub async fn handle(
             .problem()
         })?;
     {
-        let db = super::database(&realtime).await?;
+        let db = super::http::database(&realtime).await?;
         for channel in &channels {
             match channels::authorize(&db, &identity, *channel).await {
                 Ok(Ok(())) => {}
@@ -104,8 +107,8 @@ pub async fn handle(
     let mut guard = realtime.connection();
     guard
         .authenticate(identity.user_id)
-        .map_err(super::too_many)?;
-    super::hub_ready(&realtime).await?;
+        .map_err(super::http::too_many)?;
+    super::http::hub_ready(&realtime).await?;
 
     let (queue, events) = Subscriber::new(realtime.config.queue_capacity);
     let mut subscriptions = HashMap::new();

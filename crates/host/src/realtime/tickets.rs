@@ -38,8 +38,8 @@ pub async fn create(
         )
         .problem());
     };
-    let db = super::database(realtime).await?;
-    let identity = super::identify(realtime, &db, credential)
+    let db = super::http::database(realtime).await?;
+    let identity = super::http::identify(realtime, &db, credential)
         .await
         .map_err(|error| error.problem())?;
     let ticket = auth::issue_ticket(&db, &identity, TICKET_LIFETIME_SECS)

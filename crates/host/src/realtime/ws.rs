@@ -337,17 +337,17 @@ pub async fn handle(
     mut req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, Problem> {
     let accept = accept_key(req.headers())?;
-    let ticket = super::query_param(req.uri().query(), "ticket");
-    let identity = super::authenticate(&realtime, req.headers(), ticket.as_deref())
+    let ticket = super::http::query_param(req.uri().query(), "ticket");
+    let identity = super::http::authenticate(&realtime, req.headers(), ticket.as_deref())
         .await
         .map_err(|error| error.problem())?;
     let mut guard = realtime.connection();
     if let Some(identity) = &identity {
         guard
             .authenticate(identity.user_id)
-            .map_err(super::too_many)?;
+            .map_err(super::http::too_many)?;
     }
-    super::hub_ready(&realtime).await?;
+    super::http::hub_ready(&realtime).await?;
     let request_id = req
         .extensions()
         .get::<crate::realtime::RequestInfo>()
@@ -375,7 +375,7 @@ pub async fn handle(
             Err(error) => tracing::debug!("the WebSocket upgrade failed: {error}"),
         }
     });
-    let mut response = Response::new(super::full(String::new()));
+    let mut response = Response::new(super::http::full(String::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
@@ -752,7 +752,7 @@ impl Connection {
                 )));
             }
         };
-        let identity = match super::identify(&self.realtime, &db, token).await {
+        let identity = match super::http::identify(&self.realtime, &db, token).await {
             Ok(identity) => identity,
             Err(auth::AuthError::Failed(error)) => {
                 tracing::warn!("realtime authentication: {error:#}");
