@@ -81,6 +81,11 @@ pub struct Up {
     #[arg(long, conflicts_with = "migrations")]
     no_migrate: bool,
 
+    /// Do not run the realtime hub here (a deployment that runs `arena sidecar`
+    /// replicas beside it instead).
+    #[arg(long)]
+    no_realtime: bool,
+
     #[command(flatten)]
     realtime: RealtimeArgs,
 }
@@ -164,6 +169,10 @@ impl Up {
             None => tracing::info!("--no-migrate: pending migrations, if any, are not applied"),
         }
         let realtime = match &realtime_database {
+            _ if self.no_realtime => {
+                tracing::info!("--no-realtime: no realtime hub in this process");
+                None
+            }
             Some(url) => Some(Realtime::start(url, realtime_config)?),
             None => {
                 tracing::info!(
