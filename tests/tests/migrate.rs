@@ -260,7 +260,7 @@ fn a_landed_migration_edited_afterwards_is_refused_by_name() {
 
     let file = copy.0.join("0001_events.sql");
     let mut sql = std::fs::read_to_string(&file).unwrap();
-    sql.push_str("\ncreate index events_created_at_idx on events (created_at);\n");
+    sql.push_str("\ncreate index events_edited_afterwards_idx on events (created_at);\n");
     std::fs::write(&file, sql).unwrap();
     let output = migrate(&database.url(), &copy.0);
 
@@ -270,7 +270,7 @@ fn a_landed_migration_edited_afterwards_is_refused_by_name() {
     assert!(stderr.contains(&file.display().to_string()), "{stderr}");
     assert!(stderr.contains("never edited"), "{stderr}");
     // Nothing of the edit was applied.
-    assert!(!table_exists(&database, "events_created_at_idx"));
+    assert!(!table_exists(&database, "events_edited_afterwards_idx"));
 }
 
 #[test]
