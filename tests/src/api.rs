@@ -272,6 +272,48 @@ impl Response {
 }
 
 /// A name no other call in this process returns: `prefix`, a dash and a number.
+/// A user logged in: who they are and the access token they call with.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub username: String,
+    pub token: String,
+}
+
+impl Client {
+    /// The configured admin ([`ADMIN`]), logged in.
+    #[track_caller]
+    pub fn admin(&self) -> Account {
+        let token = id_of(&self.login(ADMIN, ADMIN_PASSWORD), "access_token");
+        let me = self.get("/v1/auth/me", Some(&token)).expect(200);
+        Account {
+            id: me["user"]["user_id"].as_str().unwrap().to_owned(),
+            username: ADMIN.to_owned(),
+            token,
+        }
+    }
+
+    /// A new user with `role`, created by `admin`, logged in.
+    #[track_caller]
+    pub fn new_user(&self, admin: &Account, role: &str) -> Account {
+        let (username, user) = self.create_user(&admin.token, role);
+        Account {
+            id: id_of(&user, "user_id"),
+            token: id_of(&self.login(&username, PASSWORD), "access_token"),
+            username,
+        }
+    }
+}
+
+/// The string `value[key]` (an id, a token), or a failed test showing `value`.
+#[track_caller]
+pub fn id_of(value: &Value, key: &str) -> String {
+    value[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {value:#}"))
+        .to_owned()
+}
+
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod api;
+pub mod poll;
 pub mod sse;
 pub mod upstream;
 pub mod ws;

@@ -10,9 +10,8 @@
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arena_e2e::api::{
-    self, ADMIN, ADMIN_PASSWORD, Client, PASSWORD, Response, field_errors, items,
-};
+use arena_e2e::api::{self, Account, Client, PASSWORD, Response, field_errors, id_of, items};
+use arena_e2e::poll::{DEADLINE, POLL, wait_for};
 use arena_e2e::sse::{self, Event};
 use arena_e2e::{Arena, TestDatabase};
 use arena_fake_ollama::{FakeOllama, Model, Recorded, Reply};
@@ -21,13 +20,6 @@ use serde_json::{Value, json};
 
 /// `ollama_timeout_seconds`: a stalled fake fails a turn fast.
 const OLLAMA_TIMEOUT_SECS: &str = "5";
-
-/// How long anything asynchronous (a turn finishing, a cancel taking effect) may
-/// take before a test gives up on it.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// How often a condition is polled.
-const POLL: Duration = Duration::from_millis(25);
 
 // ---------------------------------------------------------------------------
 // The harness of this file
@@ -42,14 +34,6 @@ struct Stack {
     api: Client,
     /// What the arena was started with, to start it again the same way.
     env: Vec<(String, String)>,
-}
-
-/// A user the test created, logged in.
-#[derive(Clone)]
-struct Account {
-    id: String,
-    username: String,
-    token: String,
 }
 
 impl Stack {
@@ -77,36 +61,6 @@ impl Stack {
         self.arena.kill();
         self.arena = launch(&self.db, &self.fake, &self.env);
         self.api = Client::new(&self.arena);
-    }
-
-    fn login(&self, username: &str, password: &str) -> String {
-        self.api.login(username, password)["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    /// The configured admin, logged in.
-    #[track_caller]
-    fn admin(&self) -> Account {
-        let token = self.login(ADMIN, ADMIN_PASSWORD);
-        let me = self.api.get("/v1/auth/me", Some(&token)).expect(200);
-        Account {
-            id: me["user"]["user_id"].as_str().unwrap().to_owned(),
-            username: ADMIN.to_owned(),
-            token,
-        }
-    }
-
-    /// A new user with `role`, created by `admin`, logged in.
-    #[track_caller]
-    fn new_user(&self, admin: &Account, role: &str) -> Account {
-        let (username, user) = self.api.create_user(&admin.token, role);
-        Account {
-            id: user["user_id"].as_str().unwrap().to_owned(),
-            token: self.login(&username, PASSWORD),
-            username,
-        }
     }
 
     fn get(&self, path: &str, who: &Account) -> Response {
@@ -412,36 +366,11 @@ fn launch(db: &TestDatabase, fake: &FakeOllama, env: &[(String, String)]) -> Are
 /// A request on a thread of its own: its status and body, or the transport error.
 type Running = JoinHandle<Result<(u16, String), String>>;
 
-/// The string `key` of a JSON object, which it must have.
-#[track_caller]
-fn id_of(value: &Value, key: &str) -> String {
-    value[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {key} in {value:#}"))
-        .to_owned()
-}
-
 /// A reply of `n` numbered word tokens, `" w0 w1 ..."` with a prefix naming `who`.
 fn long_reply(who: &str, n: usize) -> Reply {
     Reply::from_tokens(
         std::iter::once(format!("{who} says:")).chain((0..n).map(|i| format!(" w{i}"))),
     )
-}
-
-/// Waits until `probe` answers something; that, or a panic naming `what`.
-#[track_caller]
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}"
-        );
-        std::thread::sleep(POLL);
-    }
 }
 
 /// Three agents taking turns on a topic, each on a model of its own scripted to a
@@ -472,7 +401,7 @@ impl Panel {
     /// `settings`, joined in order and started.
     #[track_caller]
     fn new(stack: &Stack, admin: &Account, settings: Value) -> Panel {
-        let owner = stack.new_user(admin, "member");
+        let owner = stack.api.new_user(admin, "member");
         let agents: Vec<Value> = NAMES
             .iter()
             .zip(MODELS)
@@ -546,7 +475,7 @@ fn chat_messages(request: &Recorded) -> Vec<Value> {
 fn three_agents_take_ten_round_robin_turns_in_order_and_each_prompt_holds_the_persona_and_history()
 {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let panel = Panel::new(&stack, &admin, json!({ "turn_strategy": "round_robin" }));
     let d = &panel.id;
 
@@ -727,7 +656,7 @@ fn three_agents_take_ten_round_robin_turns_in_order_and_each_prompt_holds_the_pe
 #[test]
 fn a_directed_turn_goes_to_the_named_agent_and_a_missing_or_wrong_speaker_is_400() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let panel = Panel::new(&stack, &admin, json!({ "turn_strategy": "directed" }));
     let d = &panel.id;
     let turns = format!("/v1/discussions/{d}/turns");
@@ -770,7 +699,7 @@ fn a_directed_turn_goes_to_the_named_agent_and_a_missing_or_wrong_speaker_is_400
     assert_eq!(beta["turn_index"], 2);
 
     // No speaker, an unknown one, a person, a malformed id: 400 naming `speaker_id`.
-    let human = stack.new_user(&admin, "member");
+    let human = stack.api.new_user(&admin, "member");
     let seat = stack.join_user(&panel.owner, d, &human);
     let missing = stack
         .advance(&panel.owner, d)
@@ -812,8 +741,8 @@ fn a_directed_turn_goes_to_the_named_agent_and_a_missing_or_wrong_speaker_is_400
 #[test]
 fn a_moderator_names_who_speaks_and_nonsense_or_the_previous_speaker_falls_back_to_another() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let owner = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let owner = stack.api.new_user(&admin, "member");
     let moderator_model = "moderator:1b";
     let moderator = stack.agent(
         &owner,
@@ -951,8 +880,8 @@ fn refused(stack: &Stack, who: &Account, d: &str, action: &str, state: &str) {
 #[test]
 fn a_paused_discussion_takes_no_turns_until_resumed_and_invalid_transitions_name_the_state() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let owner = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let owner = stack.api.new_user(&admin, "member");
     stack
         .fake
         .script(MODELS[0], Reply::from_text(&said("Alpha")));
@@ -1058,7 +987,7 @@ fn a_paused_discussion_takes_no_turns_until_resumed_and_invalid_transitions_name
 #[test]
 fn of_two_concurrent_advances_exactly_one_runs_and_the_other_is_409_turn_in_progress() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let panel = Panel::new(&stack, &admin, json!({}));
     let d = &panel.id;
     for (name, model) in NAMES.iter().zip(MODELS) {
@@ -1117,7 +1046,7 @@ fn of_two_concurrent_advances_exactly_one_runs_and_the_other_is_409_turn_in_prog
 #[test]
 fn a_cancelled_turn_keeps_its_partial_text_as_cancelled_and_ollama_sees_the_generation_stop() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let panel = Panel::new(&stack, &admin, json!({}));
     let d = &panel.id;
     let reply = long_reply("Alpha", 60);
@@ -1202,7 +1131,7 @@ fn a_cancelled_turn_keeps_its_partial_text_as_cancelled_and_ollama_sees_the_gene
 #[test]
 fn a_client_that_drops_the_stream_mid_turn_does_not_stop_it_and_the_whole_message_is_stored() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let panel = Panel::new(&stack, &admin, json!({}));
     let d = &panel.id;
     let reply = long_reply("Alpha", 30);
@@ -1265,7 +1194,7 @@ fn post_message(stack: &Stack, who: &Account, d: &str, content: &str) -> Respons
 #[test]
 fn a_message_posted_mid_turn_under_enqueue_lands_after_the_turns_message() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let (panel, running, generating) = mid_turn(&stack, &admin, "enqueue");
     let d = &panel.id;
 
@@ -1305,7 +1234,7 @@ fn a_message_posted_mid_turn_under_enqueue_lands_after_the_turns_message() {
 #[test]
 fn a_message_posted_mid_turn_under_interrupt_cancels_the_turn_keeping_its_partial_text() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let (panel, running, generating) = mid_turn(&stack, &admin, "interrupt");
     let d = &panel.id;
 
@@ -1342,7 +1271,7 @@ fn a_message_posted_mid_turn_under_interrupt_cancels_the_turn_keeping_its_partia
 #[test]
 fn a_message_posted_mid_turn_under_reject_is_409_and_stored_nowhere() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let (panel, running, generating) = mid_turn(&stack, &admin, "reject");
     let d = &panel.id;
 
@@ -1361,10 +1290,10 @@ fn a_message_posted_mid_turn_under_reject_is_409_and_stored_nowhere() {
 #[test]
 fn a_raised_hand_holds_the_next_turn_until_that_person_posts_or_it_is_lowered() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let panel = Panel::new(&stack, &admin, json!({}));
     let d = &panel.id;
-    let human = stack.new_user(&admin, "member");
+    let human = stack.api.new_user(&admin, "member");
     let seat = stack.join_user(&panel.owner, d, &human);
     let seat_id = id_of(&seat, "participant_id");
     stack.turn(&panel.owner, d);
@@ -1436,7 +1365,7 @@ fn a_host_killed_mid_turn_leaves_the_turn_interrupted_after_its_lease_and_the_sp
     let lease_seconds = 2;
     let lease = lease_seconds.to_string();
     let mut stack = Stack::start(&[("SPIN_VARIABLE_TURN_LEASE_SECONDS", lease.as_str())]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let panel = Panel::new(&stack, &admin, json!({}));
     let d = panel.id.clone();
     let reply = long_reply("Alpha", 60);
@@ -1459,7 +1388,10 @@ fn a_host_killed_mid_turn_leaves_the_turn_interrupted_after_its_lease_and_the_sp
 
     // Until the lease runs out the turn still holds; then the same speaker retries.
     let owner = Account {
-        token: stack.login(&panel.owner.username, PASSWORD),
+        token: id_of(
+            &stack.api.login(&panel.owner.username, PASSWORD),
+            "access_token",
+        ),
         ..panel.owner.clone()
     };
     let started = Instant::now();
@@ -1522,7 +1454,7 @@ fn a_host_killed_mid_turn_leaves_the_turn_interrupted_after_its_lease_and_the_sp
 #[test]
 fn max_turns_token_budget_and_stop_phrase_each_complete_the_discussion_with_their_reason() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
 
     let check_completed = |panel: &Panel, reason: &str| {
         let now = stack.now(&panel.owner, &panel.id);
@@ -1585,8 +1517,8 @@ fn max_turns_token_budget_and_stop_phrase_each_complete_the_discussion_with_thei
 #[test]
 fn every_prompt_fits_the_speakers_num_ctx_and_num_ctx_is_sent() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let owner = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let owner = stack.api.new_user(&admin, "member");
     let num_ctx = 512;
     // Replies of about a hundred cl100k tokens each (each word is one): ten of them
     // are twice the window.
@@ -1707,7 +1639,7 @@ fn every_prompt_fits_the_speakers_num_ctx_and_num_ctx_is_sent() {
 #[test]
 fn a_fork_copies_the_history_up_to_its_message_and_exports_match_the_stored_messages() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let panel = Panel::new(&stack, &admin, json!({}));
     let d = &panel.id;
     for _ in 0..5 {
@@ -1808,8 +1740,8 @@ fn a_fork_copies_the_history_up_to_its_message_and_exports_match_the_stored_mess
 #[test]
 fn a_retried_create_or_turn_with_the_same_idempotency_key_does_the_work_once() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let owner = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let owner = stack.api.new_user(&admin, "member");
     let body = json!({ "title": "Once", "topic": "Only once." });
     let key = [("idempotency-key", "create-once-1")];
 
@@ -1899,12 +1831,12 @@ fn a_retried_create_or_turn_with_the_same_idempotency_key_does_the_work_once() {
 #[test]
 fn who_may_read_post_and_advance_follows_ownership_visibility_and_participation() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let panel = Panel::new(&stack, &admin, json!({}));
     let d = &panel.id;
     let path = format!("/v1/discussions/{d}");
-    let bob = stack.new_user(&admin, "member");
-    let vic = stack.new_user(&admin, "viewer");
+    let bob = stack.api.new_user(&admin, "member");
+    let vic = stack.api.new_user(&admin, "viewer");
 
     // Private: another member and a viewer see nothing of it.
     for who in [&bob, &vic] {
@@ -2018,7 +1950,7 @@ fn who_may_read_post_and_advance_follows_ownership_visibility_and_participation(
 #[test]
 fn bad_input_is_4xx_naming_the_field_and_changes_nothing() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
+    let admin = stack.api.admin();
     let panel = Panel::new(&stack, &admin, json!({}));
     let d = &panel.id;
     let owner = &panel.owner;

@@ -13,19 +13,14 @@
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arena_e2e::api::{self, ADMIN, ADMIN_PASSWORD, Client, PASSWORD, Response};
+use arena_e2e::api::{self, ADMIN, ADMIN_PASSWORD, Account, Client, PASSWORD, Response, id_of};
+use arena_e2e::poll::{DEADLINE, POLL, wait_for};
 use arena_e2e::sse::{self, Event};
 use arena_e2e::ws::{self, Frame, Options, Ws};
 use arena_e2e::{Arena, TestDatabase};
 use arena_fake_ollama::{FakeOllama, Model, Reply};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// How long anything asynchronous may take before a test gives up on it.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// How often a condition is polled.
-const POLL: Duration = Duration::from_millis(25);
 
 // ---------------------------------------------------------------------------
 // The harness of this file
@@ -40,13 +35,6 @@ struct Stack {
     api: Client,
     env: Vec<(String, String)>,
     args: Vec<String>,
-}
-
-#[derive(Clone)]
-struct Account {
-    id: String,
-    username: String,
-    token: String,
 }
 
 impl Stack {
@@ -83,34 +71,6 @@ impl Stack {
     fn relaunch(&mut self) {
         self.arena = launch(&self.db, &self.fake, &self.env, &self.args);
         self.api = Client::new(&self.arena);
-    }
-
-    fn login(&self, username: &str, password: &str) -> String {
-        self.api.login(username, password)["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    #[track_caller]
-    fn admin(&self) -> Account {
-        let token = self.login(ADMIN, ADMIN_PASSWORD);
-        let me = self.api.get("/v1/auth/me", Some(&token)).expect(200);
-        Account {
-            id: me["user"]["user_id"].as_str().unwrap().to_owned(),
-            username: ADMIN.to_owned(),
-            token,
-        }
-    }
-
-    #[track_caller]
-    fn new_user(&self, admin: &Account, role: &str) -> Account {
-        let (username, user) = self.api.create_user(&admin.token, role);
-        Account {
-            id: user["user_id"].as_str().unwrap().to_owned(),
-            token: self.login(&username, PASSWORD),
-            username,
-        }
     }
 
     /// A draft discussion of `who` with `settings`; its id.
@@ -300,14 +260,6 @@ fn launch(
 
 type Running = JoinHandle<Result<(u16, String), String>>;
 
-#[track_caller]
-fn id_of(value: &Value, key: &str) -> String {
-    value[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {key} in {value:#}"))
-        .to_owned()
-}
-
 fn insert_events(db: &TestDatabase, stream: &str, kind: &str, first: i32, count: i32, pad: i32) {
     db.connect()
         .execute(
@@ -420,22 +372,6 @@ fn metric(text: &str, name: &str) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
-/// Waits until `probe` answers something; that, or a panic naming `what`.
-#[track_caller]
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}"
-        );
-        std::thread::sleep(POLL);
-    }
-}
-
 /// A reply of `n` numbered word tokens.
 fn long_reply(who: &str, n: usize) -> Reply {
     Reply::from_tokens(
@@ -495,8 +431,8 @@ fn assert_unauthorized(base: &str, options: &Options, what: &str) {
 #[test]
 fn a_subscriber_sees_a_discussions_turn_and_message_events_as_they_happen() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let owner = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let owner = stack.api.new_user(&admin, "member");
     let d = stack.panel(&owner, json!({}));
     let channel = format!("discussion:{d}");
     let reply = long_reply("Alpha", 40);
@@ -614,8 +550,8 @@ fn a_subscriber_sees_a_discussions_turn_and_message_events_as_they_happen() {
 #[test]
 fn a_socket_killed_mid_turn_resumes_with_since_and_the_tokens_make_the_stored_message() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let owner = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let owner = stack.api.new_user(&admin, "member");
     let d = stack.panel(&owner, json!({}));
     let channel = format!("discussion:{d}");
     let reply = long_reply("Alpha", 60);
@@ -674,8 +610,8 @@ fn a_socket_killed_mid_turn_resumes_with_since_and_the_tokens_make_the_stored_me
 #[test]
 fn resume_works_across_a_host_crash_mid_turn_and_the_tokens_make_the_interrupted_message() {
     let mut stack = Stack::start(&[("SPIN_VARIABLE_TURN_LEASE_SECONDS", "2")]);
-    let admin = stack.admin();
-    let owner = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let owner = stack.api.new_user(&admin, "member");
     let d = stack.panel(&owner, json!({}));
     let channel = format!("discussion:{d}");
     let reply = long_reply("Alpha", 60);
@@ -749,8 +685,8 @@ fn resume_works_across_a_host_crash_mid_turn_and_the_tokens_make_the_interrupted
 fn a_graceful_shutdown_closes_sockets_with_1001_tells_sse_to_reconnect_and_events_written_meanwhile_are_replayed()
  {
     let mut stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let owner = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let owner = stack.api.new_user(&admin, "member");
     let d = stack.discussion(&owner, json!({}));
     let channel = format!("discussion:{d}");
     let from = stack.sequenced();
@@ -823,8 +759,8 @@ fn a_graceful_shutdown_closes_sockets_with_1001_tells_sse_to_reconnect_and_event
 #[test]
 fn two_sidecars_on_one_database_both_deliver_every_event_once_in_order() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let owner = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let owner = stack.api.new_user(&admin, "member");
     let d = stack.panel(&owner, json!({}));
     let discussion = format!("discussion:{d}");
     let personal = format!("user:{}", owner.id);
@@ -917,9 +853,9 @@ fn two_sidecars_on_one_database_both_deliver_every_event_once_in_order() {
 #[test]
 fn a_user_cannot_subscribe_to_another_users_private_discussion_and_gets_none_of_its_events() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let alice = stack.new_user(&admin, "member");
-    let bob = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let alice = stack.api.new_user(&admin, "member");
+    let bob = stack.api.new_user(&admin, "member");
     let private = format!("discussion:{}", stack.discussion(&alice, json!({})));
     let shared = format!(
         "discussion:{}",
@@ -994,10 +930,10 @@ fn a_user_cannot_subscribe_to_another_users_private_discussion_and_gets_none_of_
 #[test]
 fn a_revoked_session_is_cut_off_with_4003_and_its_token_no_longer_connects() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let alice = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let alice = stack.api.new_user(&admin, "member");
     let other = Account {
-        token: stack.login(&alice.username, PASSWORD),
+        token: id_of(&stack.api.login(&alice.username, PASSWORD), "access_token"),
         ..alice.clone()
     };
     let personal = format!("user:{}", alice.id);
@@ -1074,9 +1010,9 @@ fn a_revoked_session_is_cut_off_with_4003_and_its_token_no_longer_connects() {
 #[test]
 fn a_flood_on_a_users_channel_neither_drops_that_users_sockets_nor_hides_a_later_revocation() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let alice = stack.new_user(&admin, "member");
-    let other = stack.login(&alice.username, PASSWORD);
+    let admin = stack.api.admin();
+    let alice = stack.api.new_user(&admin, "member");
+    let other = id_of(&stack.api.login(&alice.username, PASSWORD), "access_token");
     let d = format!("discussion:{}", stack.discussion(&alice, json!({})));
     let personal = format!("user:{}", alice.id);
     let from = stack.sequenced();
@@ -1114,8 +1050,8 @@ fn a_flood_on_a_users_channel_neither_drops_that_users_sockets_nor_hides_a_later
 #[test]
 fn unauthenticated_websockets_are_refused_with_4001_and_every_credential_kind_works() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let alice = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let alice = stack.api.new_user(&admin, "member");
     let personal = format!("user:{}", alice.id);
     let base = &stack.arena.url;
 
@@ -1192,8 +1128,8 @@ fn unauthenticated_websockets_are_refused_with_4001_and_every_credential_kind_wo
 #[test]
 fn tickets_are_single_use_stored_as_digests_and_expire() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let alice = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let alice = stack.api.new_user(&admin, "member");
     let personal = format!("user:{}", alice.id);
     let base = &stack.arena.url;
     let with_ticket = |ticket: &str| Options {
@@ -1262,8 +1198,8 @@ fn tickets_are_single_use_stored_as_digests_and_expire() {
 #[test]
 fn bad_messages_are_answered_with_validation_errors_or_closed_with_1008() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let alice = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let alice = stack.api.new_user(&admin, "member");
     let d = format!("discussion:{}", stack.discussion(&alice, json!({})));
     let personal = format!("user:{}", alice.id);
 
@@ -1321,8 +1257,8 @@ fn bad_messages_are_answered_with_validation_errors_or_closed_with_1008() {
 #[test]
 fn connections_over_the_per_user_limit_are_refused_with_4029() {
     let stack = Stack::start_with_args(&[], &["--realtime-max-connections-per-user", "2"]);
-    let admin = stack.admin();
-    let alice = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let alice = stack.api.new_user(&admin, "member");
     let mut allowed = vec![stack.ws(&alice), stack.ws(&alice)];
     for socket in &mut allowed {
         assert!(socket.pings(DEADLINE));
@@ -1340,7 +1276,7 @@ fn connections_over_the_per_user_limit_are_refused_with_4029() {
         }
     }
     // Another user is not counted against Alice.
-    let bob = stack.new_user(&admin, "member");
+    let bob = stack.api.new_user(&admin, "member");
     assert!(stack.ws(&bob).pings(DEADLINE));
     // A slot freed is a slot again.
     allowed.pop().unwrap().close();
@@ -1358,8 +1294,8 @@ fn connections_over_the_per_user_limit_are_refused_with_4029() {
 #[test]
 fn a_slow_client_is_dropped_with_4008_while_another_gets_every_event_and_it_resumes() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let alice = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let alice = stack.api.new_user(&admin, "member");
     let d = format!("discussion:{}", stack.discussion(&alice, json!({})));
     let from = stack.sequenced();
 
@@ -1484,8 +1420,8 @@ fn assert_same_sse(who: &str, events: &[Event], stored: &[(i64, String, String, 
 #[test]
 fn sse_resumes_with_last_event_id_without_gap_or_duplicate() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let alice = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let alice = stack.api.new_user(&admin, "member");
     let d = format!("discussion:{}", stack.discussion(&alice, json!({})));
     let personal = format!("user:{}", alice.id);
     let from = stack.sequenced();
@@ -1542,8 +1478,8 @@ fn sse_resumes_with_last_event_id_without_gap_or_duplicate() {
 #[test]
 fn metrics_show_connections_subscriptions_and_events_delivered() {
     let stack = Stack::start(&[]);
-    let admin = stack.admin();
-    let alice = stack.new_user(&admin, "member");
+    let admin = stack.api.admin();
+    let alice = stack.api.new_user(&admin, "member");
     let d = format!("discussion:{}", stack.discussion(&alice, json!({})));
     let personal = format!("user:{}", alice.id);
     let from = stack.sequenced();
