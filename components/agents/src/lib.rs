@@ -41,11 +41,7 @@ enum Route<'a> {
 impl<'a> Route<'a> {
     /// The resource at `path`, if any. Paths match exactly: no trailing slash.
     fn at(path: &'a str) -> Option<Self> {
-        let segments: Vec<&str> = path.strip_prefix("/v1/")?.split('/').collect();
-        if segments.iter().any(|segment| segment.is_empty()) {
-            return None;
-        }
-        Some(match segments.as_slice() {
+        Some(match arena_common::routes::segments(path)?.as_slice() {
             ["agents"] => Route::Agents,
             ["agents", id] => Route::Agent(id),
             ["agents", id, "versions"] => Route::Versions(id),

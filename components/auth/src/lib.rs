@@ -61,8 +61,7 @@ enum Route<'a> {
 impl<'a> Route<'a> {
     /// The resource at `path`, if any. Paths match exactly: no trailing slash.
     fn at(path: &'a str) -> Option<Self> {
-        let segments: Vec<&str> = path.strip_prefix("/v1/")?.split('/').collect();
-        Some(match segments.as_slice() {
+        Some(match arena_common::routes::segments(path)?.as_slice() {
             ["auth", "register"] => Route::Register,
             ["auth", "token"] => Route::Token,
             ["auth", "logout"] => Route::Logout,

@@ -16,6 +16,17 @@ const OPERATIONS: [Method; 8] = [
     Method::TRACE,
 ];
 
+/// The segments of an API path after `/v1/` (`/v1/agents/a1` → `["agents", "a1"]`),
+/// for a router to match as a slice; `None` outside `/v1/`, or when a segment is
+/// empty (a trailing slash, `//`): paths match exactly.
+pub fn segments(path: &str) -> Option<Vec<&str>> {
+    let segments: Vec<&str> = path.strip_prefix("/v1/")?.split('/').collect();
+    if segments.iter().any(|segment| segment.is_empty()) {
+        return None;
+    }
+    Some(segments)
+}
+
 /// Each documented path, with its `{parameters}` written as plain segments (so
 /// `/v1/users/{user_id}` reads `/v1/users/user_id`, a path the router resolves),
 /// and the methods it answers, sorted. HEAD is listed wherever GET is: OpenAPI
@@ -57,6 +68,21 @@ pub fn sorted(mut methods: Vec<Method>) -> Vec<Method> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_are_the_path_after_v1_and_none_is_empty() {
+        assert_eq!(segments("/v1/agents/a1"), Some(vec!["agents", "a1"]));
+        assert_eq!(segments("/v1/agents"), Some(vec!["agents"]));
+        for path in [
+            "/v1/agents/",
+            "/v1//agents",
+            "/v1/",
+            "/agents",
+            "/v2/agents",
+        ] {
+            assert_eq!(segments(path), None, "{path}");
+        }
+    }
 
     #[test]
     fn parameters_become_segments_and_get_brings_head() {
