@@ -34,6 +34,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// the one `./dev` starts (trust authentication on the loopback address).
 const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 
+/// `arena up`'s switch for the embedded models (`--no-embedded-models`).
+pub const NO_EMBEDDED_MODELS_ENV: &str = "ARENA_NO_EMBEDDED_MODELS";
+
 /// The environment variable that sets the Spin variable `database_url`.
 const DATABASE_URL_ENV: &str = "SPIN_VARIABLE_DATABASE_URL";
 
@@ -225,8 +228,26 @@ impl Arena {
         command
             .args(args)
             .env("RUST_LOG", "info")
+            // The suites choose their Ollama (a fake, or none to test its absence):
+            // the embedded models stay off unless a test turns them on.
+            .env(NO_EMBEDDED_MODELS_ENV, "true")
             .envs(env.iter().copied());
         Self::spawn(command)
+    }
+
+    /// Starts `arena models serve` (the embedded models' Ollama API alone) on a
+    /// free port, with the models of `$ARENA_MODELS_DIR` (or the default
+    /// directory) unless `env` says otherwise.
+    pub fn start_models(env: &[(&str, &str)]) -> Arena {
+        let mut command = Command::new(arena_bin());
+        command
+            .current_dir(repo_root())
+            .args(["--log-format", "json", "models", "serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied());
+        Self::spawn(command).unwrap_or_else(|failure| {
+            panic!("arena models serve failed to start:\n{}", failure.messages())
+        })
     }
 
     /// Starts `arena sidecar` (the realtime hub alone, as production runs it

@@ -18,17 +18,21 @@
 //! - `discussions`: what a discussion turn costs Arena beyond its model call (a
 //!   non-streamed turn's wall time minus the model call's own `latency_ms`), and
 //!   listing pages of a discussion of 10,000 messages (first, latest, deep).
+//! - `models`: the embedded models (`arena models serve`): generation tokens
+//!   per second and time to the first token for a 200-token prompt, embeddings
+//!   one per request vs 32 per request, and memory once both are loaded.
 //! - `realtime`: 10,000 WebSocket clients on the hub of `arena up`, memory per
 //!   connection, and fan-out latency from an event's commit to its receipt at
 //!   1,000 events/s over 100 channels (not part of `all`: it wants a raised
 //!   file-descriptor limit and a quiet machine).
 //!
 //! Usage, from the repository root once `./dev build` has run:
-//! `arena-bench [health|postgres|auth|ai|discussions|realtime|all] [ROUNDS]`
+//! `arena-bench [health|postgres|auth|ai|discussions|models|realtime|all] [ROUNDS]`
 //! (default `all 3`).
 
 mod arena;
 mod discussions;
+mod models;
 mod native;
 mod realtime;
 mod stream;
@@ -60,6 +64,9 @@ fn main() -> anyhow::Result<()> {
     }
     if matches!(scenario.as_str(), "discussions" | "all") {
         discussions::run(rounds, &cache)?;
+    }
+    if matches!(scenario.as_str(), "models" | "all") {
+        models::run(rounds)?;
     }
     if scenario == "realtime" {
         realtime::run(rounds, &cache)?;

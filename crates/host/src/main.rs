@@ -6,10 +6,12 @@
 //! arena migrate  [--manifest spin.toml] [--database-url URL] [--migrations DIR]
 //! arena sidecar  [--listen ADDR] [--database-url URL] [--migrate [--migrations DIR]]
 //! arena build    [--manifest spin.toml] [COMPONENT ...]
+//! arena models   fetch [--wheels DIR] | verify | serve [--listen ADDR]
 //! ```
 
 mod allowed_hosts;
 mod commands;
+mod embedded;
 mod logging;
 mod manifest;
 mod problem;
@@ -48,6 +50,8 @@ enum Command {
     Build(commands::build::Build),
     /// Serve only the realtime hub (`/v1/realtime/...`, `/metrics`) beside a Spin host.
     Sidecar(commands::sidecar::Sidecar),
+    /// The embedded models served where no Ollama runs: fetch, verify, serve alone.
+    Models(commands::models::ModelsCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate(migrate) => migrate.run().await,
             Command::Build(build) => build.run().await,
             Command::Sidecar(sidecar) => sidecar.run().await,
+            Command::Models(models) => models.run().await,
         }
     });
     if let Err(error) = &result {

@@ -1,4 +1,5 @@
 pub mod build;
 pub mod migrate;
+pub mod models;
 pub mod sidecar;
 pub mod up;

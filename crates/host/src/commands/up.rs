@@ -1,5 +1,6 @@
 //! `arena up`: validates everything, loads every component, applies pending
-//! migrations, starts the realtime hub, then listens.
+//! migrations, starts the realtime hub (and the embedded models where no
+//! Ollama answers), then listens.
 //!
 //! All configuration errors surface before the socket is bound, so a broken
 //! deployment fails at start rather than on its first request.
@@ -16,6 +17,7 @@ use tokio::sync::Semaphore;
 
 use super::migrate;
 use crate::allowed_hosts::AllowedHosts;
+use crate::embedded::EmbeddedArgs;
 use crate::manifest::{App, HttpTrigger, Route};
 use crate::realtime::{Realtime, RealtimeArgs};
 use crate::routes::Router;
@@ -88,7 +90,14 @@ pub struct Up {
 
     #[command(flatten)]
     realtime: RealtimeArgs,
+
+    #[command(flatten)]
+    embedded: EmbeddedArgs,
 }
+
+/// The application variable with Ollama's address: where the embedded models
+/// are served when nothing else answers there.
+const OLLAMA_URL_VARIABLE: &str = "ollama_url";
 
 /// The application variable the realtime hub reads the event log from: the
 /// database the components write their events to.
@@ -181,6 +190,10 @@ impl Up {
                 None
             }
         };
+
+        if let Some(ollama_url) = variable(&variables, OLLAMA_URL_VARIABLE)? {
+            self.embedded.start_if_free(&ollama_url).await;
+        }
 
         let listener = TcpListener::bind(self.listen)
             .await
