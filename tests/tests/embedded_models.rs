@@ -240,6 +240,17 @@ fn unknown_models_and_bad_requests_get_ollamas_error_shapes() {
     let running: Value = server.get("/api/ps").json().unwrap();
     assert_eq!(running["models"], json!([]));
 
+    // A conversation's `context` with an id no token has: refused before any
+    // line is streamed.
+    for stream in [true, false] {
+        let unknown = post(
+            &server,
+            "/api/generate",
+            &json!({"model": "smollm2:135m", "prompt": "hi", "context": [999_999], "stream": stream}),
+        );
+        assert!(error_of(unknown, 400).contains("999999"));
+    }
+
     // Too long even alone: the latest message is never dropped to make room.
     let mut long = chat("smollm2:135m");
     long["messages"][0]["content"] = json!("word ".repeat(300));

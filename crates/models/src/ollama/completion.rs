@@ -21,7 +21,7 @@ use super::catalog::Entry;
 use super::error::ApiError;
 use super::registry::{Loaded, Models};
 use super::wire::Stats;
-use crate::generation::{ChatModel, Generation, SamplingOptions};
+use crate::generation::{ChatModel, GenerateError, Generation, SamplingOptions};
 
 /// Tokens buffered between the model and a slow client.
 const CHANNEL_DEPTH: usize = 64;
@@ -51,14 +51,14 @@ pub struct Completion {
 
 enum Event {
     Token(String),
-    Done(anyhow::Result<Generation>),
+    Done(Result<Generation, GenerateError>),
 }
 
 impl Completion {
     pub async fn respond(self, models: Arc<Models>) -> Result<Response, ApiError> {
         // Waiting here keeps the request in the queue; a client leaving drops it.
         let slot = models.inference_slot().await;
-        let (sender, receiver) = mpsc::channel(CHANNEL_DEPTH);
+        let (sender, mut receiver) = mpsc::channel(CHANNEL_DEPTH);
         let model = Arc::clone(&self.model.model);
         let (prompt, options) = (self.prompt.clone(), self.options.clone());
         tokio::task::spawn_blocking(move || {
@@ -69,17 +69,35 @@ impl Completion {
             let outcome = model.generate(&prompt, &options, &mut send);
             drop(slot);
             // Nobody may be listening any more; then there is no one to tell.
-            let _ = sender.blocking_send(Event::Done(outcome.map_err(anyhow::Error::from)));
+            let _ = sender.blocking_send(Event::Done(outcome));
         });
+        // The answer starts with the first token, so that a request the model
+        // refuses (token ids it does not know...) is still a plain 400.
+        let first = match receiver.recv().await {
+            Some(Event::Done(Err(error))) => return Err(refused(error)),
+            Some(first) => first,
+            None => return Err(ended_early()),
+        };
         let lines = Lines {
             completion: self,
             models,
         };
         match lines.completion.stream {
-            true => Ok(lines.stream(receiver)),
-            false => lines.whole(receiver).await,
+            true => Ok(lines.stream(first, receiver)),
+            false => lines.whole(first, receiver).await,
         }
     }
+}
+
+fn refused(error: GenerateError) -> ApiError {
+    match error {
+        GenerateError::Model(error) => ApiError::internal(error),
+        caller => ApiError::bad_request(caller.to_string()),
+    }
+}
+
+fn ended_early() -> ApiError {
+    ApiError::internal(anyhow::anyhow!("the generation ended without an answer"))
 }
 
 struct Lines {
@@ -88,13 +106,18 @@ struct Lines {
 }
 
 impl Lines {
-    fn stream(self, receiver: mpsc::Receiver<Event>) -> Response {
+    fn stream(self, first: Event, receiver: mpsc::Receiver<Event>) -> Response {
         // The stream owns the receiver: when the client goes away, hyper drops
         // the stream, and with it the channel the model writes to.
-        let lines = futures::stream::unfold(Some((self, receiver)), |state| async move {
-            let (lines, mut receiver) = state?;
-            let (line, next) = match receiver.recv().await? {
-                Event::Token(text) => (lines.chunk(&text), Some((lines, receiver))),
+        let start = Some((self, Some(first), receiver));
+        let lines = futures::stream::unfold(start, |state| async move {
+            let (lines, first, mut receiver) = state?;
+            let event = match first {
+                Some(first) => first,
+                None => receiver.recv().await?,
+            };
+            let (line, next) = match event {
+                Event::Token(text) => (lines.chunk(&text), Some((lines, None, receiver))),
                 Event::Done(Ok(generation)) => {
                     let last = lines.last(&generation.tail, &generation);
                     lines.finish().await;
@@ -111,9 +134,18 @@ impl Lines {
             .into_response()
     }
 
-    async fn whole(self, mut receiver: mpsc::Receiver<Event>) -> Result<Response, ApiError> {
+    async fn whole(
+        self,
+        first: Event,
+        mut receiver: mpsc::Receiver<Event>,
+    ) -> Result<Response, ApiError> {
         let mut text = String::new();
-        while let Some(event) = receiver.recv().await {
+        let mut next = Some(first);
+        loop {
+            let event = match next.take() {
+                Some(event) => event,
+                None => receiver.recv().await.ok_or_else(ended_early)?,
+            };
             match event {
                 Event::Token(piece) => text.push_str(&piece),
                 Event::Done(Ok(generation)) => {
@@ -122,12 +154,9 @@ impl Lines {
                     self.finish().await;
                     return Ok(Json(answer).into_response());
                 }
-                Event::Done(Err(error)) => return Err(ApiError::internal(error)),
+                Event::Done(Err(error)) => return Err(refused(error)),
             }
         }
-        Err(ApiError::internal(anyhow::anyhow!(
-            "the generation ended without an answer"
-        )))
     }
 
     async fn finish(&self) {
