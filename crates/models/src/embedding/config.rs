@@ -46,23 +46,25 @@ impl ModelConfig {
     /// `model_info` as Ollama reports it for a BERT model in GGUF.
     pub fn description(&self, parameter_count: u64) -> Map<String, Value> {
         let bert = &self.bert;
-        let info = json!({
-            "general.architecture": "bert",
-            "general.parameter_count": parameter_count,
-            "bert.attention.causal": false,
-            "bert.attention.head_count": bert.num_attention_heads,
-            "bert.attention.layer_norm_epsilon": bert.layer_norm_eps,
-            "bert.block_count": bert.num_hidden_layers,
-            "bert.context_length": self.max_tokens,
-            "bert.embedding_length": bert.hidden_size,
-            "bert.feed_forward_length": bert.intermediate_size,
+        [
+            ("general.architecture", json!("bert")),
+            ("general.parameter_count", json!(parameter_count)),
+            ("bert.attention.causal", json!(false)),
+            ("bert.attention.head_count", json!(bert.num_attention_heads)),
+            (
+                "bert.attention.layer_norm_epsilon",
+                json!(bert.layer_norm_eps),
+            ),
+            ("bert.block_count", json!(bert.num_hidden_layers)),
+            ("bert.context_length", json!(self.max_tokens)),
+            ("bert.embedding_length", json!(bert.hidden_size)),
+            ("bert.feed_forward_length", json!(bert.intermediate_size)),
             // llama.cpp's LLAMA_POOLING_TYPE_MEAN.
-            "bert.pooling_type": 1,
-        });
-        match info {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        }
+            ("bert.pooling_type", json!(1)),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect()
     }
 }
 

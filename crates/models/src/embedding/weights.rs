@@ -1,10 +1,9 @@
-//! The BERT weights from model.safetensors, laid out for fast CPU inference.
+//! The BERT weights from model.safetensors.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 pub(super) struct Weights {
@@ -23,26 +22,8 @@ pub(super) fn load(path: &Path, device: &Device) -> anyhow::Result<Weights> {
         .filter(|(name, tensor)| !name.starts_with("pooler.") && tensor.dtype().is_float())
         .map(|(_, tensor)| tensor.elem_count() as u64)
         .sum();
-    let tensors = tensors
-        .into_iter()
-        .map(|(name, tensor)| {
-            let tensor = if name.starts_with("encoder.") && tensor.rank() == 2 && std::env::var_os("ROWMAJOR").is_none() {
-                column_major(&tensor)?
-            } else {
-                tensor
-            };
-            Ok((name, tensor))
-        })
-        .collect::<candle_core::Result<HashMap<_, _>>>()?;
     Ok(Weights {
         tensors: VarBuilder::from_tensors(tensors, DType::F32, device),
         parameter_count,
     })
-}
-
-/// The same matrix, stored transposed. A linear layer computes `x · Wᵀ`; with
-/// W row-major, gemm repacks the whole of W on every call (30% of the time
-/// for short inputs), while `Wᵀ` stored row-major it reads in place.
-fn column_major(weight: &Tensor) -> candle_core::Result<Tensor> {
-    weight.t()?.contiguous()?.t()
 }

@@ -119,7 +119,8 @@ pub struct Generation {
     /// Text held back from `on_token` (an incomplete UTF-8 sequence, or what
     /// might have begun a stop sequence) and released at the end.
     pub tail: String,
-    /// Prompt and generated token ids: Ollama's `/api/generate` `context`.
+    /// Prompt and generated token ids (not the end-of-turn token): Ollama's
+    /// `/api/generate` `context`.
     pub context: Vec<u32>,
 }
 

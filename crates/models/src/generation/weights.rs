@@ -14,13 +14,13 @@ use super::ModelDescription;
 
 /// The GGUF's header and the model, every weight dequantized to f32.
 ///
-/// Why f32: candle's f32 matmuls run SmolLM2 about ten times faster on the
-/// CPU than its Q4_1 kernels, for ~4x the memory (~0.65 GB). candle's own
+/// Why f32: candle has no SIMD kernel for Q4_1, so its f32 matmuls run
+/// SmolLM2 several times faster, for ~4x the memory (~0.65 GB). candle's own
 /// switch, the `CANDLE_DEQUANTIZE_ALL` environment variable, would need
 /// `set_var` in a multi-threaded process, which is unsound. Instead
-/// `from_gguf` is handed a GGUF whose tensors all say F32 (which it keeps
-/// as plain tensors), read from a reader that dequantizes each tensor of the
-/// real file as it is asked for, so the f32 copy is never whole in memory twice.
+/// `from_gguf` is handed a GGUF whose tensors all say F32 (which it keeps as
+/// plain tensors), read from a reader that dequantizes each tensor of the
+/// real file when asked for it, so the f32 weights are never in memory twice.
 pub(super) fn load(path: &Path) -> Result<(Content, ModelWeights)> {
     let mut file = BufReader::new(File::open(path)?);
     let content = Content::read(&mut file)?;
