@@ -242,11 +242,21 @@ impl Arena {
         let mut command = Command::new(arena_bin());
         command
             .current_dir(repo_root())
-            .args(["--log-format", "json", "models", "serve", "--listen", "127.0.0.1:0"])
+            .args([
+                "--log-format",
+                "json",
+                "models",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .env("RUST_LOG", "info")
             .envs(env.iter().copied());
         Self::spawn(command).unwrap_or_else(|failure| {
-            panic!("arena models serve failed to start:\n{}", failure.messages())
+            panic!(
+                "arena models serve failed to start:\n{}",
+                failure.messages()
+            )
         })
     }
 

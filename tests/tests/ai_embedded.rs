@@ -104,14 +104,24 @@ fn models_named(list: &Value) -> Vec<String> {
 #[test]
 fn arena_up_serves_the_embedded_models_where_no_ollama_answers() {
     let stack = Stack::start(&[]);
-    assert!(stack.said_it_serves_the_models(), "{:#?}", stack.arena.logs());
+    assert!(
+        stack.said_it_serves_the_models(),
+        "{:#?}",
+        stack.arena.logs()
+    );
     let admin = stack.api.admin();
 
-    let status = stack.api.get("/v1/ai/status", Some(&admin.token)).expect(200);
+    let status = stack
+        .api
+        .get("/v1/ai/status", Some(&admin.token))
+        .expect(200);
     assert_eq!(status["reachable"], true, "{status}");
     assert_eq!(status["url"], stack.ollama_url.as_str(), "{status}");
 
-    let models = stack.api.get("/v1/ai/models", Some(&admin.token)).expect(200);
+    let models = stack
+        .api
+        .get("/v1/ai/models", Some(&admin.token))
+        .expect(200);
     let mut names = models_named(&models);
     names.sort();
     assert_eq!(names, [EMBEDDING_MODEL, CHAT_MODEL], "{models}");
@@ -157,7 +167,11 @@ fn a_streamed_chat_answers_from_the_model_and_its_usage_is_recorded() {
     // Not streamed: the same answer, temperature 0 being greedy.
     let whole = stack
         .api
-        .post("/v1/ai/chat", Some(&member.token), &capital_of_france(false))
+        .post(
+            "/v1/ai/chat",
+            Some(&member.token),
+            &capital_of_france(false),
+        )
         .expect(200);
     assert_eq!(whole["message"]["content"], text.as_str(), "{whole}");
 }
@@ -197,7 +211,10 @@ fn a_model_the_embedded_server_lacks_is_404_naming_it() {
         .api
         .post("/v1/ai/chat", Some(&admin.token), &body)
         .expect_problem(404, "not_found");
-    assert!(problem["detail"].as_str().unwrap().contains("llama3.2:1b"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("llama3.2:1b"),
+        "{problem}"
+    );
 }
 
 #[test]
@@ -258,17 +275,23 @@ fn two_agents_hold_a_discussion_on_the_embedded_model() {
 
     let mut speakers = Vec::new();
     for _ in 0..2 {
-        let message = post_empty(&stack.api, &admin, &format!("/v1/discussions/{d}/turns"))
-            .expect(201);
+        let message =
+            post_empty(&stack.api, &admin, &format!("/v1/discussions/{d}/turns")).expect(201);
         assert_eq!(message["status"], "completed", "{message}");
         assert!(
             !message["content"].as_str().unwrap().trim().is_empty(),
             "{message}"
         );
-        assert!(message["usage"]["completion_tokens"].as_i64().unwrap() > 0, "{message}");
+        assert!(
+            message["usage"]["completion_tokens"].as_i64().unwrap() > 0,
+            "{message}"
+        );
         speakers.push(message["author"]["agent_id"].clone());
     }
-    assert_eq!(speakers, [tea["agent_id"].clone(), coffee["agent_id"].clone()]);
+    assert_eq!(
+        speakers,
+        [tea["agent_id"].clone(), coffee["agent_id"].clone()]
+    );
 }
 
 #[test]
@@ -277,13 +300,22 @@ fn with_an_ollama_answering_or_the_flag_set_the_embedded_models_stay_off() {
     let stack = Stack::start_at(&fake.address().to_string(), &[]);
     assert!(!stack.said_it_serves_the_models());
     let admin = stack.api.admin();
-    let models = stack.api.get("/v1/ai/models", Some(&admin.token)).expect(200);
-    assert!(!models_named(&models).contains(&CHAT_MODEL.to_owned()), "{models}");
+    let models = stack
+        .api
+        .get("/v1/ai/models", Some(&admin.token))
+        .expect(200);
+    assert!(
+        !models_named(&models).contains(&CHAT_MODEL.to_owned()),
+        "{models}"
+    );
 
     let stack = Stack::start(&[(NO_EMBEDDED_MODELS_ENV, "true")]);
     assert!(!stack.said_it_serves_the_models());
     let admin = stack.api.admin();
-    let status = stack.api.get("/v1/ai/status", Some(&admin.token)).expect(200);
+    let status = stack
+        .api
+        .get("/v1/ai/status", Some(&admin.token))
+        .expect(200);
     assert_eq!(status["reachable"], false, "{status}");
 }
 

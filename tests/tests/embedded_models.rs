@@ -72,7 +72,10 @@ fn a_streamed_chat_answers_paris_and_counts_exactly_the_tokens_it_streamed() {
 
     assert_eq!(last["done"], true);
     assert_eq!(last["eval_count"], tokens.len(), "{last}");
-    assert!(matches!(last["done_reason"].as_str(), Some("stop" | "length")));
+    assert!(matches!(
+        last["done_reason"].as_str(),
+        Some("stop" | "length")
+    ));
     assert!(last["prompt_eval_count"].as_u64().unwrap() > 10, "{last}");
     let nanos = |field: &str| last[field].as_u64().unwrap();
     assert!(nanos("prompt_eval_duration") > 0 && nanos("eval_duration") > 0);
@@ -188,7 +191,8 @@ fn paraphrases_embed_closer_than_unrelated_texts_in_one_batch() {
 #[test]
 fn unknown_models_and_bad_requests_get_ollamas_error_shapes() {
     let server = Arena::start_models(&[]);
-    let chat = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let chat =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
 
     assert_eq!(
         error_of(post(&server, "/api/chat", &chat("llama3.2:1b")), 404),
@@ -196,7 +200,11 @@ fn unknown_models_and_bad_requests_get_ollamas_error_shapes() {
     );
     assert_eq!(
         error_of(
-            post(&server, "/api/embed", &json!({"model": "nope", "input": "x"})),
+            post(
+                &server,
+                "/api/embed",
+                &json!({"model": "nope", "input": "x"})
+            ),
             404
         ),
         "model 'nope' not found"
@@ -210,12 +218,22 @@ fn unknown_models_and_bad_requests_get_ollamas_error_shapes() {
         "model is required"
     );
     let embedding_chat = error_of(post(&server, "/api/chat", &chat("all-minilm")), 400);
-    assert!(embedding_chat.contains("does not support generate"), "{embedding_chat}");
+    assert!(
+        embedding_chat.contains("does not support generate"),
+        "{embedding_chat}"
+    );
     let chat_embed = error_of(
-        post(&server, "/api/embed", &json!({"model": "smollm2:135m", "input": "x"})),
+        post(
+            &server,
+            "/api/embed",
+            &json!({"model": "smollm2:135m", "input": "x"}),
+        ),
         400,
     );
-    assert!(chat_embed.contains("does not support embeddings"), "{chat_embed}");
+    assert!(
+        chat_embed.contains("does not support embeddings"),
+        "{chat_embed}"
+    );
 
     let mut hot = chat("smollm2:135m");
     hot["options"] = json!({"temperature": -1});
@@ -281,7 +299,11 @@ fn the_models_are_listed_shown_and_loaded_on_first_use() {
     assert!(smollm["size"].as_u64().unwrap() > 90_000_000);
 
     let running: Value = server.get("/api/ps").json().unwrap();
-    assert_eq!(running["models"], json!([]), "nothing is loaded before it is used");
+    assert_eq!(
+        running["models"],
+        json!([]),
+        "nothing is loaded before it is used"
+    );
 
     let show = post(&server, "/api/show", &json!({"model": "smollm2:135m"}));
     let show: Value = show.json().unwrap();
@@ -313,7 +335,11 @@ fn the_models_are_listed_shown_and_loaded_on_first_use() {
     let running: Value = server.get("/api/ps").json().unwrap();
     assert_eq!(running["models"].as_array().unwrap().len(), 1);
 
-    let pull = post(&server, "/api/pull", &json!({"model": "smollm2:135m", "stream": false}));
+    let pull = post(
+        &server,
+        "/api/pull",
+        &json!({"model": "smollm2:135m", "stream": false}),
+    );
     assert_eq!(pull.status(), 200);
     assert_eq!(pull.json::<Value>().unwrap(), json!({"status": "success"}));
     let pull = post(&server, "/api/pull", &json!({"model": "llama3.2:1b"}));
@@ -347,7 +373,10 @@ fn a_dropped_stream_stops_the_generation_and_the_cpu_goes_quiet() {
     drop(lines);
     std::thread::sleep(Duration::from_millis(300));
     let quiet = cpu_share(server.pid(), Duration::from_secs(1));
-    assert!(quiet < 0.05, "after the client left the server used {quiet:.2} of a core");
+    assert!(
+        quiet < 0.05,
+        "after the client left the server used {quiet:.2} of a core"
+    );
 
     // And it still answers.
     let answer = post(&server, "/api/chat", &capital_of_france(false));
@@ -360,10 +389,7 @@ fn missing_or_corrupt_model_files_say_how_to_fetch_them() {
     let server = Arena::start_models(&[("ARENA_MODELS_DIR", empty.path())]);
     let tags: Value = server.get("/api/tags").json().unwrap();
     assert_eq!(tags["models"], json!([]));
-    let missing = error_of(
-        post(&server, "/api/chat", &capital_of_france(false)),
-        404,
-    );
+    let missing = error_of(post(&server, "/api/chat", &capital_of_france(false)), 404);
     assert!(missing.contains("arena models fetch"), "{missing}");
     drop(server);
 
@@ -378,13 +404,20 @@ fn missing_or_corrupt_model_files_say_how_to_fetch_them() {
     std::fs::write(&tokenizer, bytes).unwrap();
     let server = Arena::start_models(&[("ARENA_MODELS_DIR", corrupt.path())]);
     let error = error_of(
-        post(&server, "/api/embed", &json!({"model": "all-minilm", "input": "hello"})),
+        post(
+            &server,
+            "/api/embed",
+            &json!({"model": "all-minilm", "input": "hello"}),
+        ),
         500,
     );
     assert!(error.contains("tokenizer.json"), "{error}");
     assert!(error.contains("arena models fetch"), "{error}");
     // The chat model is intact and still works.
-    assert_eq!(post(&server, "/api/chat", &capital_of_france(false)).status(), 200);
+    assert_eq!(
+        post(&server, "/api/chat", &capital_of_france(false)).status(),
+        200
+    );
 }
 
 /// The share of one core `pid` used over `window`, from /proc.

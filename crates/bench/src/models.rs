@@ -51,7 +51,11 @@ pub fn run(rounds: usize) -> anyhow::Result<()> {
     let mut first_tokens = Vec::new();
     let mut prompt_tokens = 0;
     for _ in 0..rounds {
-        let answer = chat(&server, "Tell me about the history of the bicycle.", GENERATED)?;
+        let answer = chat(
+            &server,
+            "Tell me about the history of the bicycle.",
+            GENERATED,
+        )?;
         server_rates.push(answer.server_tokens_per_second);
         client_rates.push(answer.client_tokens_per_second);
         let long = chat(&server, &prompt_of_about_200_tokens(), 1)?;
@@ -109,7 +113,14 @@ pub fn run(rounds: usize) -> anyhow::Result<()> {
 
 fn start() -> anyhow::Result<Server> {
     let mut child = Command::new(std::env::var("ARENA_BIN").unwrap_or_else(|_| ARENA.into()))
-        .args(["--log-format", "json", "models", "serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--log-format",
+            "json",
+            "models",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -144,8 +155,8 @@ fn chat(server: &Server, prompt: &str, tokens: u64) -> anyhow::Result<Answer> {
     let (lines, started) = post(server, "/api/chat", &body)?;
     let mut first_token = None;
     let mut last_token = None;
-    let mut count = 0;
-    for line in lines {
+    // Every line before the last carries one token.
+    for (tokens, line) in lines.enumerate() {
         let line = line?;
         let line: Value = serde_json::from_str(&line)?;
         if let Some(error) = line["error"].as_str() {
@@ -161,10 +172,9 @@ fn chat(server: &Server, prompt: &str, tokens: u64) -> anyhow::Result<Answer> {
                 first_token: first,
                 prompt_tokens: line["prompt_eval_count"].as_u64().unwrap_or(0),
                 server_tokens_per_second: eval_count as f64 / eval_seconds,
-                client_tokens_per_second: (count - 1) as f64 / streamed.max(f64::EPSILON),
+                client_tokens_per_second: (tokens - 1) as f64 / streamed.max(f64::EPSILON),
             });
         }
-        count += 1;
         let now = started.elapsed();
         first_token.get_or_insert(now);
         last_token = Some(now);

@@ -28,7 +28,9 @@ pub struct EmbeddedArgs {
 
 impl EmbeddedArgs {
     pub fn store(&self) -> Store {
-        self.models_dir.clone().map_or_else(Store::from_env, Store::new)
+        self.models_dir
+            .clone()
+            .map_or_else(Store::from_env, Store::new)
     }
 
     /// Serves the embedded models at `ollama_url` when it is local and free;
@@ -49,11 +51,15 @@ impl EmbeddedArgs {
                 return;
             }
             Ok(Err(error)) => {
-                tracing::warn!("cannot tell whether Ollama runs at {ollama_url} ({error}): no embedded models");
+                tracing::warn!(
+                    "cannot tell whether Ollama runs at {ollama_url} ({error}): no embedded models"
+                );
                 return;
             }
             Err(_) => {
-                tracing::warn!("{ollama_url} accepts no connection yet refuses none: no embedded models");
+                tracing::warn!(
+                    "{ollama_url} accepts no connection yet refuses none: no embedded models"
+                );
                 return;
             }
         }
@@ -116,8 +122,14 @@ mod tests {
     #[test]
     fn only_plain_http_on_a_loopback_host_is_local() {
         let local = |url| local_address(url).map(|address| address.to_string());
-        assert_eq!(local("http://127.0.0.1:11434").as_deref(), Some("127.0.0.1:11434"));
-        assert_eq!(local("http://localhost:11434/").as_deref(), Some("127.0.0.1:11434"));
+        assert_eq!(
+            local("http://127.0.0.1:11434").as_deref(),
+            Some("127.0.0.1:11434")
+        );
+        assert_eq!(
+            local("http://localhost:11434/").as_deref(),
+            Some("127.0.0.1:11434")
+        );
         assert_eq!(local("http://[::1]:8080").as_deref(), Some("[::1]:8080"));
         assert_eq!(local("http://127.0.0.1").as_deref(), Some("127.0.0.1:80"));
         assert_eq!(local("http://ollama.internal:11434"), None);

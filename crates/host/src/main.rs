@@ -55,6 +55,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // SAFETY: no other thread has started yet.
+    unsafe { arena_models::pin_cpu_threads() };
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let runtime = tokio::runtime::Runtime::new()?;

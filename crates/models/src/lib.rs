@@ -12,3 +12,5 @@ pub mod assets;
 pub mod embedding;
 pub mod generation;
 pub mod ollama;
+
+pub use generation::pin_cpu_threads;

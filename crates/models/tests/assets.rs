@@ -11,7 +11,9 @@ use arena_models::assets::{ALL, AssetError, AssetErrorKind, Fetched, MINILM, Sto
 fn wheels_dir() -> PathBuf {
     std::env::var_os("ARENA_TEST_WHEELS")
         .map(PathBuf::from)
-        .expect("ARENA_TEST_WHEELS names the directory of the models' wheels (`./dev test` sets it)")
+        .expect(
+            "ARENA_TEST_WHEELS names the directory of the models' wheels (`./dev test` sets it)",
+        )
 }
 
 /// A store with MiniLM installed, in a temp dir dropped with it.

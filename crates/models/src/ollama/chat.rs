@@ -25,7 +25,10 @@ pub async fn chat(State(models): State<Arc<Models>>, body: Bytes) -> Result<Resp
     refuse(request.tools.is_some(), "tools")?;
     refuse(thinks(&request.think), "thinking")?;
     refuse(
-        request.messages.iter().any(|message| message.images.is_some()),
+        request
+            .messages
+            .iter()
+            .any(|message| message.images.is_some()),
         "images",
     )?;
     let mut options = options::sampling(&request.options)?;
@@ -90,7 +93,9 @@ pub async fn generate(
                 role: Role::User,
                 content: request.prompt,
             };
-            model.model.render_chat(&system.into_iter().chain([user]).collect::<Vec<_>>())
+            model
+                .model
+                .render_chat(&system.into_iter().chain([user]).collect::<Vec<_>>())
         }
     };
     // A previous answer's `context` continues that conversation.

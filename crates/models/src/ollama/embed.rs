@@ -15,7 +15,10 @@ use super::wire::{EmbedRequest, EmbeddingsRequest};
 use super::{parse, releases_model};
 use crate::embedding::{EmbedError, Embeddings};
 
-pub async fn embed(State(models): State<Arc<Models>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn embed(
+    State(models): State<Arc<Models>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let received = Instant::now();
     let request: EmbedRequest = parse(&body)?;
     let entry = embedding_model(&request.model)?;

@@ -130,7 +130,10 @@ pub async fn pull(State(models): State<Arc<Models>>, body: Bytes) -> Result<Resp
     })
 }
 
-pub async fn delete(State(models): State<Arc<Models>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(models): State<Arc<Models>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let request: ModelRequest = parse(&body)?;
     let entry = installed(&models, request.model())?;
     Err(ApiError::bad_request(format!(

@@ -97,6 +97,10 @@ mod tests {
         let empty = parse::<wire::ModelRequest>(b"  ").unwrap_err();
         assert_eq!(empty.message(), "missing request body");
         let malformed = parse::<wire::ModelRequest>(b"{\"model\": 3}").unwrap_err();
-        assert!(malformed.message().contains("invalid type"), "{}", malformed.message());
+        assert!(
+            malformed.message().contains("invalid type"),
+            "{}",
+            malformed.message()
+        );
     }
 }

@@ -45,8 +45,9 @@ pub fn sampling(options: &Options) -> Result<SamplingOptions, ApiError> {
     let repeat_last_n = match options.repeat_last_n {
         None => defaults.repeat_last_n,
         Some(-1) => num_ctx,
-        Some(n) => usize::try_from(n)
-            .map_err(|_| invalid("repeat_last_n", "must be -1 or at least 0"))?,
+        Some(n) => {
+            usize::try_from(n).map_err(|_| invalid("repeat_last_n", "must be -1 or at least 0"))?
+        }
     };
     let stop = options.stop.clone().unwrap_or_default();
     if stop.iter().any(String::is_empty) {
@@ -118,7 +119,11 @@ mod tests {
             (serde_json::json!({"stop": [""]}), "stop"),
         ] {
             let error = sampling(&options(json)).unwrap_err();
-            assert!(error.message().contains(&format!("\"{name}\"")), "{}", error.message());
+            assert!(
+                error.message().contains(&format!("\"{name}\"")),
+                "{}",
+                error.message()
+            );
         }
     }
 }

@@ -151,7 +151,10 @@ impl<T: Send + Sync + 'static> Slot<T> {
             .context("loading the model panicked")
             .and_then(|result| result)
             .map_err(|error| {
-                tracing::error!(error = format!("{error:#}"), "embedded model failed to load");
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "embedded model failed to load"
+                );
                 ApiError::internal(error)
             })?;
         let model = Arc::new(model);
