@@ -309,20 +309,30 @@ fn the_models_are_listed_shown_and_loaded_on_first_use() {
     let show: Value = show.json().unwrap();
     assert_eq!(show["capabilities"], json!(["completion"]));
     assert_eq!(show["model_info"]["general.architecture"], "llama");
+    assert_eq!(show["model_info"]["llama.context_length"], 4096);
     assert!(show["template"].as_str().unwrap().contains("<|im_start|>"));
     let show = post(&server, "/api/show", &json!({"name": "all-minilm"}));
     let show: Value = show.json().unwrap();
     assert_eq!(show["capabilities"], json!(["embedding"]));
     assert_eq!(show["model_info"]["bert.embedding_length"], 384);
 
-    let running: Value = server.get("/api/ps").json().unwrap();
-    let loaded: Vec<&str> = running["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|model| model["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(loaded, ["smollm2:135m", "all-minilm:l6-v2"]);
+    // The chat model was described from its file's header, without loading it;
+    // a first chat loads it.
+    let loaded = |server: &Arena| -> Vec<String> {
+        let running: Value = server.get("/api/ps").json().unwrap();
+        running["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|model| model["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(loaded(&server), ["all-minilm:l6-v2"]);
+    assert_eq!(
+        post(&server, "/api/chat", &capital_of_france(false)).status(),
+        200
+    );
+    assert_eq!(loaded(&server), ["smollm2:135m", "all-minilm:l6-v2"]);
 
     // keep_alive 0 unloads, as in Ollama.
     let unloaded = post(
@@ -332,8 +342,7 @@ fn the_models_are_listed_shown_and_loaded_on_first_use() {
     );
     let unloaded: Value = unloaded.json().unwrap();
     assert_eq!(unloaded["done_reason"], "unload");
-    let running: Value = server.get("/api/ps").json().unwrap();
-    assert_eq!(running["models"].as_array().unwrap().len(), 1);
+    assert_eq!(loaded(&server), ["all-minilm:l6-v2"]);
 
     let pull = post(
         &server,

@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 
 use arena_models::assets::{SMOLLM2, Store};
 use arena_models::generation::{
-    ChatMessage, ChatModel, DoneReason, GenerateError, Generation, Role, SamplingOptions,
+    ChatMessage, ChatModel, DoneReason, GenerateError, Generation, OLLAMA_TEMPLATE, Role,
+    SamplingOptions,
 };
 
 fn model() -> &'static ChatModel {
@@ -257,7 +258,7 @@ fn chat_template_is_smollm2_chatml() {
          <|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>tool\n42<|im_end|>\n\
          <|im_start|>assistant\n"
     );
-    assert!(model.template().contains("<|im_start|>"));
+    assert!(OLLAMA_TEMPLATE.contains("<|im_start|>"));
 }
 
 #[test]

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use serde::{Deserialize, Serialize};
 
+pub use self::template::OLLAMA_TEMPLATE;
 pub use self::threads::pin_cpu_threads;
 use self::tokenizer::Tokenizer;
 
@@ -208,6 +209,17 @@ impl ChatModel {
         })
     }
 
+    /// The description alone, from the GGUF's header: no weights are read.
+    pub fn describe(gguf: &Path) -> Result<ModelDescription> {
+        let file =
+            std::fs::File::open(gguf).with_context(|| format!("reading {}", gguf.display()))?;
+        let file_size = file.metadata()?.len();
+        let content =
+            candle_core::quantized::gguf_file::Content::read(&mut std::io::BufReader::new(file))
+                .with_context(|| format!("reading the header of {}", gguf.display()))?;
+        weights::describe(&content, file_size)
+    }
+
     /// The GGUF's context length, capped at what candle's llama supports.
     pub fn context_length(&self) -> usize {
         self.description.context_length
@@ -220,11 +232,6 @@ impl ChatModel {
     /// SmolLM2's ChatML prompt, ending with the assistant's turn opened.
     pub fn render_chat(&self, messages: &[ChatMessage]) -> String {
         template::render(messages)
-    }
-
-    /// The template in Ollama's Go-template syntax (informational).
-    pub fn template(&self) -> &'static str {
-        template::OLLAMA_TEMPLATE
     }
 
     /// Special tokens such as `<|im_start|>` become their single ids.

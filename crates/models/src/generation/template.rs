@@ -9,7 +9,7 @@ use super::{ChatMessage, Role};
 const DEFAULT_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
 /// [`render`] in Ollama's Go-template syntax, for `/api/show`.
-pub(super) const OLLAMA_TEMPLATE: &str = r#"{{- if .Messages }}
+pub const OLLAMA_TEMPLATE: &str = r#"{{- if .Messages }}
 {{- if ne (index .Messages 0).Role "system" }}<|im_start|>system
 You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>
 {{ end }}

@@ -57,14 +57,21 @@ pub async fn show(State(models): State<Arc<Models>>, body: Bytes) -> Result<Json
     let request: ModelRequest = parse(&body)?;
     let entry = installed(&models, request.model())?;
     let (model_info, parameters, template) = match entry.kind {
+        // Read from the file's header, as Ollama does: showing a model does not load it.
         Kind::Completion => {
-            let model = models.chat_model().await?.model;
-            let description = model.description();
+            let description = models.chat_description().await?;
+            let mut info = description.metadata;
+            // What this server runs rather than what the file allows: clients
+            // size `num_ctx` by it.
+            info.insert(
+                format!("{}.context_length", description.architecture),
+                json!(description.context_length),
+            );
             let stop = "stop \"<|im_start|>\"\nstop \"<|im_end|>\"";
             (
-                Value::Object(description.metadata.clone()),
+                Value::Object(info),
                 stop,
-                model.template(),
+                crate::generation::OLLAMA_TEMPLATE,
             )
         }
         Kind::Embedding => {

@@ -12,7 +12,7 @@ use super::catalog::{self, Entry};
 use super::error::ApiError;
 use crate::assets::Store;
 use crate::embedding::Embedder;
-use crate::generation::ChatModel;
+use crate::generation::{ChatModel, ModelDescription};
 
 pub struct Models {
     store: Store,
@@ -70,6 +70,19 @@ impl Models {
                 ChatModel::load(&store.path(asset, catalog::SMOLLM2.weights))
             })
             .await
+    }
+
+    /// The chat model's description, without loading its weights.
+    pub async fn chat_description(&self) -> Result<ModelDescription, ApiError> {
+        self.require(&catalog::SMOLLM2)?;
+        let gguf = self
+            .store
+            .path(catalog::SMOLLM2.asset, catalog::SMOLLM2.weights);
+        tokio::task::spawn_blocking(move || ChatModel::describe(&gguf))
+            .await
+            .context("reading the model's header panicked")
+            .and_then(|result| result)
+            .map_err(ApiError::internal)
     }
 
     pub async fn embedder(&self) -> Result<Loaded<Embedder>, ApiError> {
