@@ -8,19 +8,19 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::Value;
 
-use super::catalog::{self, Entry, Kind};
+use super::catalog::{Entry, Kind};
 use super::completion::{self, Completion, Shape};
 use super::error::ApiError;
 use super::options;
 use super::registry::Models;
 use super::wire::{ChatRequest, GenerateRequest};
-use super::{parse, releases_model};
+use super::{model_for, parse, releases_model};
 use crate::generation::{ChatMessage, ChatModel, Role};
 
 pub async fn chat(State(models): State<Arc<Models>>, body: Bytes) -> Result<Response, ApiError> {
     let received = Instant::now();
     let request: ChatRequest = parse(&body)?;
-    let entry = completion_model(&request.model)?;
+    let entry = model_for(&request.model, Kind::Completion)?;
     refuse(request.format.is_some(), "structured output (format)")?;
     refuse(request.tools.is_some(), "tools")?;
     refuse(thinks(&request.think), "thinking")?;
@@ -68,7 +68,7 @@ pub async fn generate(
 ) -> Result<Response, ApiError> {
     let received = Instant::now();
     let request: GenerateRequest = parse(&body)?;
-    let entry = completion_model(&request.model)?;
+    let entry = model_for(&request.model, Kind::Completion)?;
     refuse(request.format.is_some(), "structured output (format)")?;
     refuse(request.suffix.is_some(), "fill-in-the-middle (suffix)")?;
     refuse(request.template.is_some(), "custom templates")?;
@@ -157,18 +157,6 @@ fn too_long(tokens: usize, num_ctx: usize) -> ApiError {
     ApiError::bad_request(format!(
         "input length exceeds the context length: {tokens} tokens, num_ctx {num_ctx}"
     ))
-}
-
-/// The completion model a request names: 404 if there is none by that name.
-fn completion_model(name: &str) -> Result<&'static Entry, ApiError> {
-    if name.trim().is_empty() {
-        return Err(ApiError::bad_request("model is required"));
-    }
-    let entry = catalog::find(name).ok_or_else(|| ApiError::model_not_found(name))?;
-    match entry.kind {
-        Kind::Completion => Ok(entry),
-        Kind::Embedding => Err(ApiError::unsupported(entry, Kind::Completion)),
-    }
 }
 
 /// A 400 for a feature the embedded models lack, rather than ignoring it.

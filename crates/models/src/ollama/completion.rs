@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::catalog::Entry;
 use super::error::ApiError;
+use super::nanos;
 use super::registry::{Loaded, Models};
 use super::wire::Stats;
 use crate::generation::{ChatModel, GenerateError, Generation, SamplingOptions};
@@ -235,10 +236,6 @@ fn merge(line: &mut Value, fields: Value) {
     if let (Value::Object(line), Value::Object(fields)) = (line, fields) {
         line.extend(fields);
     }
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// RFC 3339 with nanoseconds, as Ollama writes `created_at`.

@@ -8,11 +8,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use super::catalog::{self, Entry, Kind};
+use super::catalog::Kind;
 use super::error::ApiError;
 use super::registry::Models;
 use super::wire::{EmbedRequest, EmbeddingsRequest};
-use super::{parse, releases_model};
+use super::{model_for, nanos, parse, releases_model};
 use crate::embedding::{EmbedError, Embeddings};
 
 pub async fn embed(
@@ -21,7 +21,7 @@ pub async fn embed(
 ) -> Result<Json<Value>, ApiError> {
     let received = Instant::now();
     let request: EmbedRequest = parse(&body)?;
-    let entry = embedding_model(&request.model)?;
+    let entry = model_for(&request.model, Kind::Embedding)?;
     if request.dimensions == Some(0) {
         return Err(ApiError::bad_request("dimensions must be at least 1"));
     }
@@ -50,7 +50,7 @@ pub async fn embeddings(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: EmbeddingsRequest = parse(&body)?;
-    embedding_model(&request.model)?;
+    model_for(&request.model, Kind::Embedding)?;
     let texts = match request.prompt.is_empty() {
         true => Vec::new(),
         false => vec![request.prompt],
@@ -89,17 +89,6 @@ async fn run(
     Ok((embeddings, embedder.load_duration))
 }
 
-fn embedding_model(name: &str) -> Result<&'static Entry, ApiError> {
-    if name.trim().is_empty() {
-        return Err(ApiError::bad_request("model is required"));
-    }
-    let entry = catalog::find(name).ok_or_else(|| ApiError::model_not_found(name))?;
-    match entry.kind {
-        Kind::Embedding => Ok(entry),
-        Kind::Completion => Err(ApiError::unsupported(entry, Kind::Embedding)),
-    }
-}
-
 /// The first `dimensions` of a unit vector, scaled back to unit length (as
 /// Ollama does for models trained to allow it).
 fn shorten(vector: &mut Vec<f32>, dimensions: usize) {
@@ -108,10 +97,6 @@ fn shorten(vector: &mut Vec<f32>, dimensions: usize) {
     if norm > 0.0 {
         vector.iter_mut().for_each(|x| *x /= norm);
     }
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

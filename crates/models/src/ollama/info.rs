@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use super::catalog::{self, Entry, Kind};
 use super::completion::timestamp;
 use super::error::ApiError;
-use super::parse;
 use super::registry::Models;
 use super::wire::{Details, ModelRequest};
+use super::{named_model, parse};
 
 /// The Ollama API version this server speaks.
 pub const OLLAMA_API_VERSION: &str = "0.12.0";
@@ -151,10 +151,7 @@ pub async fn delete(
 
 /// The model named, if its files are in the store; else Ollama's 404.
 fn installed(models: &Models, name: &str) -> Result<&'static Entry, ApiError> {
-    if name.trim().is_empty() {
-        return Err(ApiError::bad_request("model is required"));
-    }
-    let entry = catalog::find(name).ok_or_else(|| ApiError::model_not_found(name))?;
+    let entry = named_model(name)?;
     match models.is_installed(entry) {
         true => Ok(entry),
         false => Err(ApiError::not_installed(entry)),

@@ -14,6 +14,7 @@ mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -62,6 +63,29 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::bad_request("missing request body"));
     }
     serde_json::from_slice(body).map_err(|error| ApiError::bad_request(error.to_string()))
+}
+
+/// The model a request names: a 400 without a name, Ollama's 404 for one
+/// that is not built in.
+fn named_model(name: &str) -> Result<&'static Entry, ApiError> {
+    if name.trim().is_empty() {
+        return Err(ApiError::bad_request("model is required"));
+    }
+    catalog::find(name).ok_or_else(|| ApiError::model_not_found(name))
+}
+
+/// [`named_model`], refused with a 400 when it does another job than `kind`.
+fn model_for(name: &str, kind: Kind) -> Result<&'static Entry, ApiError> {
+    let entry = named_model(name)?;
+    match entry.kind == kind {
+        true => Ok(entry),
+        false => Err(ApiError::unsupported(entry, kind)),
+    }
+}
+
+/// Ollama's durations: nanoseconds.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Whether `keep_alive` asks to unload the model once answered (`0`, `"0"`, `"0s"`...).
